@@ -2,11 +2,22 @@
 //! between game clients and backend servers over TCP, wire-compatible with
 //! the Go `fastway`/`uniway` gateway.
 //!
-//! The crate is layered (see `DESIGN.md`): [`wire`] holds the frame, command
-//! and handshake formats as pure functions; the gateway and endpoints are
-//! built on it.
+//! The crate is layered (see `DESIGN.md`):
+//!
+//! - [`wire`]: frame, command and handshake formats as pure functions;
+//! - [`buf`]: pooled chunks, read buffers and write queues;
+//! - [`gateway`]: the routing core (no I/O, time passed in) and the mio
+//!   driver [`Gateway`] that applications embed in their own loop;
+//! - [`config`]: the gateway's settings with the defaults of the `fastway`
+//!   command.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod buf;
+pub mod config;
+pub mod gateway;
 pub mod wire;
+
+pub use config::{Config, PoolConfig, Side, SideConfig};
+pub use gateway::{Gateway, Stats, TokenRange};

@@ -1,0 +1,13 @@
+//! Buffer management: a pool of fixed-size chunks, the per-connection read
+//! buffer and the per-connection write queue built from those chunks.
+//!
+//! Nothing here knows about frames or connections; the gateway core decides
+//! what goes in and out.
+
+mod pool;
+mod queue;
+mod read;
+
+pub use pool::{Chunk, Pool, PoolStats};
+pub use queue::WriteQueue;
+pub use read::ReadBuf;

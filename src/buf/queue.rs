@@ -1,0 +1,253 @@
+//! A connection's write queue: a chain of pooled chunks, written to the
+//! socket with one vectored write, counted in bytes and in messages.
+//!
+//! Messages are counted per chunk (a message is counted in the chunk where it
+//! ends), so the message count drops when a chunk is fully written and given
+//! back. An empty queue holds no chunk.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use super::pool::{Chunk, Pool};
+
+/// Most chunks handed to one vectored write.
+const MAX_IOV: usize = 64;
+/// Entries of chunk bookkeeping kept allocated once a queue drains.
+const KEEP_ENTRIES: usize = 8;
+
+#[derive(Debug)]
+struct Entry {
+    chunk: Chunk,
+    start: u32,
+    end: u32,
+    msgs_ending: u32,
+}
+
+/// A queue of bytes waiting to be written to one connection.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    msgs: usize,
+}
+
+impl WriteQueue {
+    /// An empty queue; allocates nothing.
+    pub fn new() -> WriteQueue {
+        WriteQueue::default()
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Messages waiting, counting a message until the chunk it ends in has
+    /// been written.
+    pub fn msgs(&self) -> usize {
+        self.msgs
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Appends bytes, taking chunks of `chunk_size` bytes (or the pool's
+    /// nearest class) from `pool` as needed.
+    pub fn push(&mut self, pool: &mut Pool, mut data: &[u8], chunk_size: usize) {
+        self.bytes += data.len();
+        while !data.is_empty() {
+            let tail_room = self
+                .entries
+                .back()
+                .map_or(0, |e| e.chunk.size() - e.end as usize);
+            if tail_room == 0 {
+                let chunk = pool.get(chunk_size.max(1));
+                self.entries.push_back(Entry {
+                    chunk,
+                    start: 0,
+                    end: 0,
+                    msgs_ending: 0,
+                });
+                continue;
+            }
+            let Some(tail) = self.entries.back_mut() else {
+                unreachable!("a tail chunk was pushed above");
+            };
+            let n = tail_room.min(data.len());
+            let at = tail.end as usize;
+            pool.bytes_mut(&tail.chunk)[at..at + n].copy_from_slice(&data[..n]);
+            tail.end += n as u32;
+            data = &data[n..];
+        }
+    }
+
+    /// Marks the end of a message: the bytes pushed since the last mark.
+    pub fn end_message(&mut self) {
+        if let Some(tail) = self.entries.back_mut() {
+            tail.msgs_ending += 1;
+            self.msgs += 1;
+        }
+    }
+
+    /// Writes as much as `w` takes in one vectored write; returns the bytes
+    /// written. Fully written chunks go back to `pool`.
+    pub fn write_to<W: Write + ?Sized>(&mut self, pool: &mut Pool, w: &mut W) -> io::Result<usize> {
+        if self.bytes == 0 {
+            return Ok(0);
+        }
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        let mut n_iov = 0;
+        for (slot, e) in iov.iter_mut().zip(self.entries.iter()) {
+            *slot = IoSlice::new(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize]);
+            n_iov += 1;
+        }
+        let written = w.write_vectored(&iov[..n_iov])?;
+        self.consume(pool, written);
+        Ok(written)
+    }
+
+    fn consume(&mut self, pool: &mut Pool, mut n: usize) {
+        self.bytes -= n;
+        while let Some(front) = self.entries.front_mut() {
+            let avail = (front.end - front.start) as usize;
+            if n < avail {
+                front.start += n as u32;
+                break;
+            }
+            n -= avail;
+            self.pop_front(pool);
+        }
+        if self.bytes == 0 {
+            self.release(pool);
+        }
+    }
+
+    fn pop_front(&mut self, pool: &mut Pool) {
+        if let Some(e) = self.entries.pop_front() {
+            self.msgs -= e.msgs_ending as usize;
+            pool.put(e.chunk);
+        }
+    }
+
+    /// Gives every chunk back to `pool`, dropping whatever was queued.
+    pub fn release(&mut self, pool: &mut Pool) {
+        while !self.entries.is_empty() {
+            self.pop_front(pool);
+        }
+        self.bytes = 0;
+        debug_assert_eq!(self.msgs, 0);
+        self.msgs = 0;
+        if self.entries.capacity() > KEEP_ENTRIES {
+            self.entries = VecDeque::new();
+        }
+    }
+
+    /// Moves everything queued in `other` to the end of this queue without
+    /// copying bytes: the chunks themselves change hands.
+    pub fn append(&mut self, other: &mut WriteQueue) {
+        self.bytes += other.bytes;
+        self.msgs += other.msgs;
+        self.entries.extend(other.entries.drain(..));
+        other.bytes = 0;
+        other.msgs = 0;
+    }
+
+    /// Chunks held.
+    pub fn chunks(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolConfig;
+
+    /// A writer that takes at most `cap` bytes per call.
+    struct Trickle {
+        out: Vec<u8>,
+        cap: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.cap);
+            self.out.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bytes_come_out_in_order_across_chunks_and_chunks_go_back() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let mut q = WriteQueue::new();
+        let mut expect = Vec::new();
+        for i in 0..200u32 {
+            let msg: Vec<u8> = (0..=(i % 97)).map(|b| (b ^ i) as u8).collect();
+            q.push(&mut pool, &msg, 64);
+            q.end_message();
+            expect.extend_from_slice(&msg);
+        }
+        assert_eq!(q.msgs(), 200);
+        assert_eq!(q.bytes(), expect.len());
+        assert!(q.chunks() > 1);
+        let mut w = Trickle {
+            out: Vec::new(),
+            cap: 77,
+        };
+        let mut last_msgs = q.msgs();
+        while !q.is_empty() {
+            q.write_to(&mut pool, &mut w).unwrap();
+            assert!(q.msgs() <= last_msgs);
+            last_msgs = q.msgs();
+        }
+        assert_eq!(w.out, expect);
+        assert_eq!(q.msgs(), 0);
+        assert_eq!(q.chunks(), 0);
+        assert_eq!(pool.stats().chunks_in_use, 0);
+    }
+
+    #[test]
+    fn append_moves_chunks_and_counts() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let (mut a, mut b) = (WriteQueue::new(), WriteQueue::new());
+        a.push(&mut pool, b"abc", 64);
+        a.end_message();
+        b.push(&mut pool, &[9; 100], 64);
+        b.end_message();
+        a.append(&mut b);
+        assert!(b.is_empty() && b.chunks() == 0 && b.msgs() == 0);
+        assert_eq!((a.bytes(), a.msgs(), a.chunks()), (103, 2, 3));
+        a.push(&mut pool, b"z", 64);
+        let mut out = Trickle {
+            out: Vec::new(),
+            cap: usize::MAX,
+        };
+        while !a.is_empty() {
+            a.write_to(&mut pool, &mut out).unwrap();
+        }
+        let mut expect = b"abc".to_vec();
+        expect.extend_from_slice(&[9; 100]);
+        expect.push(b'z');
+        assert_eq!(out.out, expect);
+        assert_eq!(pool.stats().chunks_in_use, 0);
+    }
+
+    #[test]
+    fn release_returns_everything() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let mut q = WriteQueue::new();
+        q.push(&mut pool, &[1; 1000], 256);
+        q.end_message();
+        assert_eq!(pool.stats().chunks_in_use, 4);
+        q.release(&mut pool);
+        assert!(q.is_empty());
+        assert_eq!(q.msgs(), 0);
+        assert_eq!(pool.stats().chunks_in_use, 0);
+    }
+}

@@ -1,0 +1,121 @@
+//! A connection's read buffer: one pooled chunk holding bytes read but not
+//! yet processed. It is checked out when a read is about to happen and given
+//! back as soon as it is empty, so an idle connection holds no chunk.
+
+use std::io::{self, Read};
+
+use super::pool::{Chunk, Pool};
+
+/// Bytes read from a connection and not yet consumed.
+#[derive(Debug, Default)]
+pub struct ReadBuf {
+    chunk: Option<Chunk>,
+    start: u32,
+    end: u32,
+}
+
+impl ReadBuf {
+    /// An empty buffer holding no chunk.
+    pub fn new() -> ReadBuf {
+        ReadBuf::default()
+    }
+
+    /// Unconsumed bytes.
+    pub fn len(&self) -> usize {
+        (self.end - self.start) as usize
+    }
+
+    /// Whether no bytes wait.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Whether a chunk is held.
+    pub fn holds_chunk(&self) -> bool {
+        self.chunk.is_some()
+    }
+
+    /// The unconsumed bytes.
+    pub fn data<'p>(&self, pool: &'p Pool) -> &'p [u8] {
+        match &self.chunk {
+            Some(c) => &pool.bytes(c)[self.start as usize..self.end as usize],
+            None => &[],
+        }
+    }
+
+    /// Reads once from `r` into free space, first making room by moving the
+    /// unconsumed bytes to the front. `size` is the chunk size to check out.
+    /// Returns what `read` returned; the chunk goes back if nothing is held.
+    pub fn fill_from<R: Read + ?Sized>(
+        &mut self,
+        pool: &mut Pool,
+        size: usize,
+        r: &mut R,
+    ) -> io::Result<usize> {
+        let chunk = self.chunk.get_or_insert_with(|| pool.get(size));
+        let buf = pool.bytes_mut(chunk);
+        if self.end as usize == buf.len() && self.start > 0 {
+            buf.copy_within(self.start as usize..self.end as usize, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let result = r.read(&mut buf[self.end as usize..]);
+        if let Ok(n) = result {
+            self.end += n as u32;
+        }
+        if self.is_empty() {
+            self.release(pool);
+        }
+        result
+    }
+
+    /// Whether the buffer has no room left even after compaction.
+    pub fn is_full(&self, pool: &Pool) -> bool {
+        self.chunk
+            .as_ref()
+            .is_some_and(|c| self.len() == pool.bytes(c).len())
+    }
+
+    /// Drops `n` processed bytes; gives the chunk back once empty.
+    pub fn consume(&mut self, pool: &mut Pool, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n as u32;
+        if self.is_empty() {
+            self.release(pool);
+        }
+    }
+
+    /// Gives the chunk back, dropping unconsumed bytes.
+    pub fn release(&mut self, pool: &mut Pool) {
+        if let Some(c) = self.chunk.take() {
+            pool.put(c);
+        }
+        self.start = 0;
+        self.end = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolConfig;
+
+    #[test]
+    fn compacts_and_releases() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let mut rb = ReadBuf::new();
+        let mut src: &[u8] = &[7u8; 200];
+        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), 128);
+        assert!(rb.is_full(&pool));
+        rb.consume(&mut pool, 100);
+        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), 72);
+        assert_eq!(rb.len(), 100);
+        assert!(rb.data(&pool).iter().all(|&b| b == 7));
+        rb.consume(&mut pool, 100);
+        assert!(!rb.holds_chunk());
+        assert_eq!(pool.stats().chunks_in_use, 0);
+        // A read of nothing (EOF, or WouldBlock) holds no chunk afterwards.
+        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), 0);
+        assert!(!rb.holds_chunk());
+    }
+}

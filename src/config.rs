@@ -1,0 +1,214 @@
+//! Gateway configuration as plain data, with the defaults of CLI.md, and its
+//! validation. Nothing here reads flags or files; the `fastway` binary maps
+//! its command line onto these structs.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::wire::DEFAULT_MAX_PACKET;
+
+/// Which listener a physical connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// A game client.
+    Client,
+    /// A backend server.
+    Server,
+}
+
+impl Side {
+    /// The other side: the one a Dial from this side reaches.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+
+    /// 0 for clients, 1 for servers: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        })
+    }
+}
+
+/// Settings that differ between the client side and the server side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideConfig {
+    /// Most vconns one connection of this side may have (`ClientMaxConn`).
+    /// `None` means unlimited (the Go gateway has no server-side limit).
+    pub max_vconns: Option<u32>,
+    /// Read buffer size per connection (`*BufferSize`).
+    pub buffer_size: usize,
+    /// Close a connection that sends no complete frame for this long.
+    pub idle_timeout: Duration,
+    /// Most messages queued to one connection (`*SendChanSize`).
+    pub send_queue_msgs: usize,
+    /// Most bytes queued to one connection.
+    pub send_queue_bytes: usize,
+}
+
+/// Parameters of the buffer pool (`MemPool*` flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Smallest chunk size class.
+    pub min_chunk: usize,
+    /// Largest chunk size class.
+    pub max_chunk: usize,
+    /// Growth factor between size classes.
+    pub factor: usize,
+    /// Bytes of each page from which chunks are cut.
+    pub page_size: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            min_chunk: 64,
+            max_chunk: 64 * 1024,
+            factor: 2,
+            page_size: 1024 * 1024,
+        }
+    }
+}
+
+/// Everything the gateway needs to know, with the defaults of CLI.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Largest frame Length accepted (`MaxPacket`).
+    pub max_packet: u32,
+    /// Key servers prove in the handshake (`ServerAuthKey`).
+    pub auth_key: Vec<u8>,
+    /// How long a server has to answer the challenge.
+    pub handshake_timeout: Duration,
+    /// Client-side settings.
+    pub client: SideConfig,
+    /// Server-side settings.
+    pub server: SideConfig,
+    /// Buffer pool parameters.
+    pub pool: PoolConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_packet: DEFAULT_MAX_PACKET,
+            auth_key: Vec::new(),
+            handshake_timeout: Duration::from_secs(5),
+            client: SideConfig {
+                max_vconns: Some(16),
+                buffer_size: 2 * 1024,
+                idle_timeout: Duration::from_secs(30),
+                send_queue_msgs: 1000,
+                send_queue_bytes: 4 * 1024 * 1024,
+            },
+            server: SideConfig {
+                max_vconns: None,
+                buffer_size: 64 * 1024,
+                idle_timeout: Duration::from_secs(30),
+                send_queue_msgs: 100_000,
+                send_queue_bytes: 256 * 1024 * 1024,
+            },
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+/// The smallest read buffer: room for a frame header and any command.
+pub const MIN_BUFFER_SIZE: usize = 64;
+
+/// A configuration value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting, named as the `fastway` flag spells it.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// The settings of one side.
+    pub fn side(&self, side: Side) -> &SideConfig {
+        match side {
+            Side::Client => &self.client,
+            Side::Server => &self.server,
+        }
+    }
+
+    /// Checks that every value can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_packet < crate::wire::MIN_LENGTH + 5 {
+            return Err(bad("MaxPacket", "must be at least 9 to carry commands"));
+        }
+        for (side, prefix) in [(&self.client, "Client"), (&self.server, "Server")] {
+            let field = |name: &'static str| -> &'static str {
+                match (prefix, name) {
+                    ("Client", "buf") => "ClientBufferSize",
+                    ("Server", "buf") => "ServerBufferSize",
+                    ("Client", "idle") => "ClientIdleTimeout",
+                    ("Server", "idle") => "ServerIdleTimeout",
+                    ("Client", _) => "ClientSendChanSize",
+                    _ => "ServerSendChanSize",
+                }
+            };
+            if side.buffer_size < MIN_BUFFER_SIZE {
+                return Err(bad(
+                    field("buf"),
+                    format!("must be at least {MIN_BUFFER_SIZE} bytes"),
+                ));
+            }
+            if side.idle_timeout.is_zero() {
+                return Err(bad(field("idle"), "must be greater than zero"));
+            }
+            if side.send_queue_msgs == 0 || side.send_queue_bytes == 0 {
+                return Err(bad(field("queue"), "must be greater than zero"));
+            }
+        }
+        if self.client.max_vconns == Some(0) {
+            return Err(bad("ClientMaxConn", "must be greater than zero"));
+        }
+        let p = &self.pool;
+        if p.min_chunk == 0 {
+            return Err(bad("MemPoolMinChunk", "must be greater than zero"));
+        }
+        if p.max_chunk < p.min_chunk {
+            return Err(bad("MemPoolMaxChunk", "must not be below MemPoolMinChunk"));
+        }
+        if p.factor < 2 {
+            return Err(bad("MemPoolFactor", "must be at least 2"));
+        }
+        if p.page_size < p.max_chunk {
+            return Err(bad("MemPoolPageSize", "must not be below MemPoolMaxChunk"));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(bad("handshake timeout", "must be greater than zero"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,456 @@
+//! The core's input side: reading from a connection, taking its bytes apart
+//! (handshake response, frames, large-frame bodies) and applying the rules
+//! of PROTOCOL.md §4–6 to each frame.
+//!
+//! Large frames (longer than the sender's read buffer) are never held in the
+//! read buffer. From a server they are forwarded cut-through: the header goes
+//! to the receiving client at once and the body follows as it arrives, with
+//! the client's queue locked so nothing lands inside the frame. From a client
+//! they are gathered in the client's own chunks (at most `MaxPacket` bytes)
+//! and handed to the server in one piece, so a client trickling a large
+//! frame can never hold a server's queue locked.
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::Instant;
+
+use super::conn::{Rx, State};
+use super::Core;
+use crate::config::Side;
+use crate::gateway::stats::{CloseReason, ProtocolError};
+use crate::wire::{
+    self, Command, CommandError, CommandType, Header, Origin, Response, Status, HEADER_LEN,
+    MAX_COMMAND_FRAME, RESPONSE_LEN,
+};
+
+/// Most reads from one connection per turn.
+const READS_PER_TURN: usize = 4;
+
+/// What to do after taking bytes from the read buffer.
+enum Flow {
+    /// Something was taken; look again.
+    Progress,
+    /// Nothing more can be taken until more bytes arrive.
+    NeedMore,
+    /// Stop: the connection stalled or is closing.
+    Stop,
+}
+
+/// Where a data frame goes.
+enum Route {
+    To(usize),
+    /// The vconn is gone: answer Close and drop the frame.
+    Dead,
+    /// The other end is closing; it will send Close itself.
+    Drop,
+    /// The destination cannot take it now; the sender stalled.
+    Stall,
+}
+
+impl<T: Read + Write> Core<T> {
+    /// Reads from and processes connection `key`, a bounded amount.
+    pub(super) fn process_input(&mut self, key: usize, now: Instant) {
+        let mut reads = 0;
+        loop {
+            if let Flow::Stop = self.take_input(key, now) {
+                return;
+            }
+            let c = &mut self.conns[key];
+            if !c.readable || c.rbuf.is_full(&self.rpool) {
+                return;
+            }
+            if reads == READS_PER_TURN {
+                self.mark_ready(key);
+                return;
+            }
+            let size = self.cfg.side(c.side).buffer_size;
+            match c.rbuf.fill_from(&mut self.rpool, size, &mut c.io) {
+                Ok(0) => {
+                    self.doom(key, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => {
+                    reads += 1;
+                    match c.side {
+                        Side::Client => self.stats.bytes_from_clients += n as u64,
+                        Side::Server => self.stats.bytes_from_servers += n as u64,
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    c.readable = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.doom(key, CloseReason::Io(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes everything complete out of the read buffer.
+    fn take_input(&mut self, key: usize, now: Instant) -> Flow {
+        loop {
+            let c = &self.conns[key];
+            if c.doomed.is_some() || c.stalled {
+                return Flow::Stop;
+            }
+            let step = match (c.rx, c.state) {
+                (Rx::Stream { dest, remaining }, _) => self.take_stream(key, dest, remaining, now),
+                (Rx::Stage { header, remaining }, _) => {
+                    self.take_stage(key, header, remaining, now)
+                }
+                (Rx::Frames, State::Handshake { .. }) => self.take_handshake(key, now),
+                (Rx::Frames, State::Active { .. }) => self.take_frame(key, now),
+            };
+            match step {
+                Flow::Progress => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn take_handshake(&mut self, key: usize, now: Instant) -> Flow {
+        let c = &self.conns[key];
+        let State::Handshake { challenge, .. } = c.state else {
+            return Flow::NeedMore;
+        };
+        let Status::Complete(resp) = Response::decode(c.rbuf.data(&self.rpool)) else {
+            return Flow::NeedMore;
+        };
+        self.conns[key].rbuf.consume(&mut self.rpool, RESPONSE_LEN);
+        if !challenge.verify(&self.cfg.auth_key, &resp) {
+            self.stats.auth_failures += 1;
+            self.doom(key, CloseReason::AuthFailed);
+            return Flow::Stop;
+        }
+        let id = resp.server_id;
+        if let Some(&old) = self.servers.get(&id) {
+            self.stats.servers_replaced += 1;
+            self.doom(old, CloseReason::Replaced);
+        }
+        self.servers.insert(id, key);
+        let c = &mut self.conns[key];
+        c.state = State::Active { id };
+        c.last_active = now;
+        self.stats.servers_authenticated += 1;
+        log::debug!("{} authenticated", self.conns[key].describe());
+        Flow::Progress
+    }
+
+    fn protocol_error(&mut self, key: usize, e: ProtocolError) -> Flow {
+        match e {
+            ProtocolError::Frame(_) => self.stats.bad_frames += 1,
+            ProtocolError::Command(_) => self.stats.bad_commands += 1,
+            ProtocolError::Spoofed { .. } => self.stats.spoofs += 1,
+        }
+        self.doom(key, CloseReason::Protocol(e));
+        Flow::Stop
+    }
+
+    fn frame_done(&mut self, key: usize, now: Instant, data: bool) {
+        let c = &mut self.conns[key];
+        c.last_active = now;
+        if data {
+            match c.side {
+                Side::Client => self.stats.frames_from_clients += 1,
+                Side::Server => self.stats.frames_from_servers += 1,
+            }
+        }
+    }
+
+    fn take_frame(&mut self, key: usize, now: Instant) -> Flow {
+        let c = &self.conns[key];
+        let data = c.rbuf.data(&self.rpool);
+        let h = match wire::decode_header(data, self.cfg.max_packet) {
+            Err(e) => return self.protocol_error(key, ProtocolError::Frame(e)),
+            Ok(Status::Partial) => return Flow::NeedMore,
+            Ok(Status::Complete(h)) => h,
+        };
+        if h.is_command() {
+            return self.take_command(key, h, now);
+        }
+        if h.frame_len() > self.cfg.side(c.side).buffer_size {
+            return self.begin_large(key, h);
+        }
+        if data.len() < h.frame_len() {
+            return Flow::NeedMore;
+        }
+        match self.route(key, h.conn_id) {
+            Route::Stall => return Flow::Stop,
+            Route::To(dest) => {
+                let chunk = self.out_chunk_size(self.conns[dest].side);
+                let frame = &self.conns[key].rbuf.data(&self.rpool)[..h.frame_len()];
+                let d = &mut self.conns[dest];
+                d.out.push(&mut self.wpool, frame, chunk);
+                d.out.end_message();
+                self.mark_dirty(dest);
+                self.check_cap(dest);
+            }
+            Route::Dead => self.queue_command(key, Command::Close { conn_id: h.conn_id }),
+            Route::Drop => {}
+        }
+        if self.conns[key].doomed.is_some() {
+            return Flow::Stop;
+        }
+        self.conns[key].rbuf.consume(&mut self.rpool, h.frame_len());
+        self.frame_done(key, now, true);
+        Flow::Progress
+    }
+
+    /// Finds where a data frame on `conn_id` from `key` goes. A frame on a
+    /// live vconn `key` is not an end of is a spoofing attempt: `key` is
+    /// closed and `Route::Drop` returned.
+    fn route(&mut self, key: usize, conn_id: u32) -> Route {
+        let side = self.conns[key].side;
+        let Some(ends) = self.vconns.ends(conn_id) else {
+            self.stats.frames_on_dead_vconns += 1;
+            return Route::Dead;
+        };
+        if ends[side.index()] != key {
+            self.protocol_error(key, ProtocolError::Spoofed { conn_id });
+            return Route::Drop;
+        }
+        let dest = ends[side.other().index()];
+        if self.conns[dest].doomed.is_some() {
+            return Route::Drop;
+        }
+        if !self.may_send(key, dest) {
+            return Route::Stall;
+        }
+        Route::To(dest)
+    }
+
+    fn take_command(&mut self, key: usize, h: Header, now: Instant) -> Flow {
+        let data = self.conns[key].rbuf.data(&self.rpool);
+        if h.frame_len() > MAX_COMMAND_FRAME {
+            // Too long for any command: say which rule it broke as soon as
+            // the Type byte is here, without waiting for the rest.
+            let Some(&t) = data.get(HEADER_LEN) else {
+                return Flow::NeedMore;
+            };
+            let e = match CommandType::from_byte(t) {
+                None => CommandError::UnknownType(t),
+                Some(kind) => CommandError::WrongLength {
+                    kind,
+                    length: h.message_len(),
+                },
+            };
+            return self.protocol_error(key, ProtocolError::Command(e));
+        }
+        if data.len() < h.frame_len() {
+            return Flow::NeedMore;
+        }
+        let cmd = match Command::decode_from(Origin::Endpoint, &data[HEADER_LEN..h.frame_len()]) {
+            Ok(cmd) => cmd,
+            Err(e) => return self.protocol_error(key, ProtocolError::Command(e)),
+        };
+        self.conns[key].rbuf.consume(&mut self.rpool, h.frame_len());
+        self.frame_done(key, now, false);
+        self.handle_command(key, cmd);
+        Flow::Progress
+    }
+
+    fn handle_command(&mut self, key: usize, cmd: Command) {
+        match cmd {
+            Command::Dial { remote_id } => self.dial(key, remote_id),
+            Command::Close { conn_id } => {
+                self.stats.closes += 1;
+                let side = self.conns[key].side;
+                match self.vconns.ends(conn_id) {
+                    Some(ends) if ends[side.index()] == key => {
+                        self.remove_vconn(conn_id, ends);
+                        for end in ends {
+                            self.queue_command(end, Command::Close { conn_id });
+                        }
+                    }
+                    _ => self.stats.closes_ignored += 1,
+                }
+            }
+            Command::Ping => {
+                self.stats.pings += 1;
+                self.queue_command(key, Command::Ping);
+            }
+            // Rejected by `decode_from(Origin::Endpoint, ..)`.
+            Command::Accept { .. } | Command::Connect { .. } | Command::Refuse { .. } => {}
+        }
+    }
+
+    fn dial(&mut self, key: usize, remote_id: u32) {
+        self.stats.dials += 1;
+        let c = &self.conns[key];
+        let (side, my_id) = (c.side, c.id().unwrap_or(0));
+        let peers = match side {
+            Side::Client => &self.servers,
+            Side::Server => &self.clients,
+        };
+        let target = peers
+            .get(&remote_id)
+            .copied()
+            .filter(|&t| self.conns[t].doomed.is_none());
+        let Some(target) = target else {
+            self.stats.refused_unknown += 1;
+            self.queue_command(key, Command::Refuse { remote_id });
+            return;
+        };
+        let (client, server) = match side {
+            Side::Client => (key, target),
+            Side::Server => (target, key),
+        };
+        let full = |k: usize, max: Option<u32>| max.is_some_and(|m| self.conns[k].vlist.len() >= m);
+        if full(client, self.cfg.client.max_vconns)
+            || full(server, self.cfg.server.max_vconns)
+            || !self.vconns.has_room()
+        {
+            self.stats.refused_limit += 1;
+            self.queue_command(key, Command::Refuse { remote_id });
+            return;
+        }
+        let Some((c, s)) = self.conns.get2_mut(client, server) else {
+            return;
+        };
+        let conn_id = self
+            .vconns
+            .insert(client, &mut c.vlist, server, &mut s.vlist);
+        self.queue_command(key, Command::Accept { conn_id, remote_id });
+        self.queue_command(
+            target,
+            Command::Connect {
+                conn_id,
+                remote_id: my_id,
+            },
+        );
+    }
+
+    /// Starts taking a frame longer than the read buffer.
+    fn begin_large(&mut self, key: usize, h: Header) -> Flow {
+        let remaining = h.message_len() as u32;
+        if self.conns[key].side == Side::Client {
+            let chunk = self.cfg.pool.max_chunk;
+            let c = &mut self.conns[key];
+            c.stage.push(&mut self.wpool, &h.to_bytes(), chunk);
+            c.rbuf.consume(&mut self.rpool, HEADER_LEN);
+            c.rx = Rx::Stage {
+                header: h,
+                remaining,
+            };
+            return Flow::Progress;
+        }
+        let dest = match self.route(key, h.conn_id) {
+            Route::Stall => return Flow::Stop,
+            Route::Drop if self.conns[key].doomed.is_some() => return Flow::Stop,
+            Route::Drop => None,
+            Route::Dead => {
+                self.queue_command(key, Command::Close { conn_id: h.conn_id });
+                None
+            }
+            Route::To(dest) => {
+                let chunk = self.out_chunk_size(self.conns[dest].side);
+                let d = &mut self.conns[dest];
+                d.out.push(&mut self.wpool, &h.to_bytes(), chunk);
+                d.locked_by = Some(key);
+                self.mark_dirty(dest);
+                Some((dest, self.conns[dest].serial))
+            }
+        };
+        let c = &mut self.conns[key];
+        c.rbuf.consume(&mut self.rpool, HEADER_LEN);
+        c.rx = Rx::Stream { dest, remaining };
+        Flow::Progress
+    }
+
+    /// Forwards what has arrived of a large frame from a server.
+    fn take_stream(
+        &mut self,
+        key: usize,
+        mut dest: Option<(usize, u64)>,
+        remaining: u32,
+        now: Instant,
+    ) -> Flow {
+        let n = self.conns[key].rbuf.len().min(remaining as usize);
+        if n == 0 {
+            return Flow::NeedMore;
+        }
+        if let Some((d, serial)) = dest {
+            if self
+                .conns
+                .get(d)
+                .is_none_or(|c| c.serial != serial || c.doomed.is_some())
+            {
+                dest = None;
+            }
+        }
+        if let Some((d, _)) = dest {
+            let chunk = self.out_chunk_size(self.conns[d].side);
+            let bytes = &self.conns[key].rbuf.data(&self.rpool)[..n];
+            self.conns[d].out.push(&mut self.wpool, bytes, chunk);
+            self.mark_dirty(d);
+        }
+        let remaining = remaining - n as u32;
+        let c = &mut self.conns[key];
+        c.rbuf.consume(&mut self.rpool, n);
+        c.rx = Rx::Stream { dest, remaining };
+        if remaining > 0 {
+            if let Some((d, _)) = dest {
+                self.check_cap(d);
+            }
+            return Flow::Progress;
+        }
+        self.conns[key].rx = Rx::Frames;
+        if let Some((d, _)) = dest {
+            self.conns[d].out.end_message();
+            self.check_cap(d);
+            self.unlock(d);
+        }
+        self.frame_done(key, now, true);
+        Flow::Progress
+    }
+
+    /// Gathers a large frame from a client; routes it once complete.
+    fn take_stage(&mut self, key: usize, h: Header, remaining: u32, now: Instant) -> Flow {
+        let chunk = self.cfg.pool.max_chunk;
+        let c = &mut self.conns[key];
+        let n = c.rbuf.len().min(remaining as usize);
+        if n == 0 && remaining > 0 {
+            return Flow::NeedMore;
+        }
+        if n > 0 {
+            c.stage
+                .push(&mut self.wpool, &c.rbuf.data(&self.rpool)[..n], chunk);
+            c.rbuf.consume(&mut self.rpool, n);
+        }
+        let remaining = remaining - n as u32;
+        c.rx = Rx::Stage {
+            header: h,
+            remaining,
+        };
+        if remaining > 0 {
+            return Flow::Progress;
+        }
+        match self.route(key, h.conn_id) {
+            Route::Stall => return Flow::Stop,
+            Route::To(dest) => {
+                let (s, d) = match self.conns.get2_mut(key, dest) {
+                    Some(pair) => pair,
+                    None => return Flow::Stop,
+                };
+                s.stage.end_message();
+                d.out.append(&mut s.stage);
+                self.mark_dirty(dest);
+                self.check_cap(dest);
+            }
+            Route::Dead => {
+                self.queue_command(key, Command::Close { conn_id: h.conn_id });
+            }
+            Route::Drop => {}
+        }
+        let c = &mut self.conns[key];
+        c.stage.release(&mut self.wpool);
+        if c.doomed.is_some() {
+            return Flow::Stop;
+        }
+        c.rx = Rx::Frames;
+        self.frame_done(key, now, true);
+        Flow::Progress
+    }
+}

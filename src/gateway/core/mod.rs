@@ -1,0 +1,506 @@
+//! The gateway core: every rule of PROTOCOL.md §4–6 as a state machine.
+//!
+//! The core owns the physical connections (in a slab), the vconn table, the
+//! client and server ID maps, the buffers and the deadlines. It never opens,
+//! registers or polls a socket and never reads a clock: a connection's
+//! transport is anything `Read + Write` handed in by the driver, readiness is
+//! reported to it, and time is passed in. Tests drive it with in-memory
+//! transports on a virtual clock; the mio driver drives it with sockets.
+//!
+//! Work happens in turns ([`Core::turn`]): connections reported readable are
+//! read and their frames routed (a bounded amount per connection per turn),
+//! then every connection with queued bytes is flushed once, then deadlines
+//! fire, then connections marked for closing are closed.
+
+mod conn;
+mod input;
+mod output;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use slab::Slab;
+
+use self::conn::{Conn, State};
+use super::stats::{CloseReason, Stats};
+use super::vconn::VConnTable;
+use crate::buf::Pool;
+use crate::config::{Config, Side};
+use crate::wire::{Challenge, Command};
+
+type IdMap = HashMap<u32, usize, BuildHasherDefault<IdHasher>>;
+
+/// A multiplicative hasher for `u32` IDs. Client IDs are chosen by the
+/// gateway and server IDs by authenticated servers, so a fast
+/// non-cryptographic hash is safe here.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A snapshot of one physical connection, for `lookup conns` and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The connection's key in the core (its token offset).
+    pub key: usize,
+    /// Which listener it came in on.
+    pub side: Side,
+    /// Client or server ID; `None` for a server still in its handshake.
+    pub id: Option<u32>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Live vconns.
+    pub vconns: u32,
+    /// Bytes queued for writing.
+    pub queued_bytes: usize,
+    /// Messages queued for writing.
+    pub queued_msgs: usize,
+    /// Time since its last complete frame.
+    pub idle: Duration,
+}
+
+/// The gateway state machine, generic over the transport `T`.
+pub struct Core<T> {
+    cfg: Config,
+    capacity: usize,
+    conns: Slab<Conn<T>>,
+    vconns: VConnTable,
+    clients: IdMap,
+    servers: IdMap,
+    next_client_id: u32,
+    next_serial: u64,
+    rpool: Pool,
+    wpool: Pool,
+    deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    ready: VecDeque<usize>,
+    dirty: Vec<usize>,
+    doomed: Vec<usize>,
+    closed: Vec<(T, CloseReason)>,
+    stats: Stats,
+}
+
+impl<T: Read + Write> Core<T> {
+    /// A core holding at most `capacity` physical connections.
+    ///
+    /// # Panics
+    ///
+    /// If `cfg` does not pass [`Config::validate`]; check it first.
+    pub fn new(cfg: Config, capacity: usize) -> Core<T> {
+        if let Err(e) = cfg.validate() {
+            panic!("invalid gateway configuration: {e}");
+        }
+        Core {
+            rpool: Pool::new(&cfg.pool),
+            wpool: Pool::new(&cfg.pool),
+            cfg,
+            capacity,
+            conns: Slab::new(),
+            vconns: VConnTable::default(),
+            clients: IdMap::default(),
+            servers: IdMap::default(),
+            next_client_id: 1,
+            next_serial: 0,
+            deadlines: BinaryHeap::new(),
+            ready: VecDeque::new(),
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            closed: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Whether another connection fits.
+    pub fn has_room(&self) -> bool {
+        self.conns.len() < self.capacity
+    }
+
+    /// Live physical connections.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether no physical connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// The slab key the next accepted connection will get.
+    pub fn next_key(&self) -> usize {
+        self.conns.vacant_key()
+    }
+
+    /// Takes a new physical connection. Returns its key, or gives the
+    /// transport back when the core is full.
+    pub fn accept(
+        &mut self,
+        side: Side,
+        io: T,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Result<usize, T> {
+        if !self.has_room() {
+            return Err(io);
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let state = match side {
+            Side::Client => State::Active {
+                id: self.allocate_client_id(),
+            },
+            Side::Server => match Challenge::random() {
+                Ok(challenge) => State::Handshake {
+                    challenge,
+                    deadline: now + self.cfg.handshake_timeout,
+                },
+                Err(e) => {
+                    warn!("server {peer}: no random challenge available ({e}); connection dropped");
+                    return Err(io);
+                }
+            },
+        };
+        let key = self
+            .conns
+            .insert(Conn::new(side, io, peer, serial, state, now));
+        match (side, state) {
+            (Side::Client, State::Active { id }) => {
+                self.clients.insert(id, key);
+                self.stats.clients_accepted += 1;
+            }
+            (_, State::Handshake { challenge, .. }) => {
+                self.stats.servers_accepted += 1;
+                self.queue_raw(key, &challenge.0);
+            }
+            _ => {}
+        }
+        self.schedule(key);
+        self.mark_ready(key);
+        debug!("{} connected", self.conns[key].describe());
+        Ok(key)
+    }
+
+    fn allocate_client_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_client_id;
+            self.next_client_id = self.next_client_id.wrapping_add(1).max(1);
+            if !self.clients.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Records readiness reported by the poller for connection `key`.
+    pub fn set_readiness(&mut self, key: usize, readable: bool, writable: bool) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        c.readable |= readable;
+        c.writable |= writable;
+        let flush = writable && !c.out.is_empty();
+        if readable {
+            self.mark_ready(key);
+        }
+        if flush {
+            self.mark_dirty(key);
+        }
+    }
+
+    fn mark_ready(&mut self, key: usize) {
+        let c = &mut self.conns[key];
+        if !c.in_ready {
+            c.in_ready = true;
+            self.ready.push_back(key);
+        }
+    }
+
+    /// Does one turn of work: reads and routes for connections with work
+    /// pending (bounded per connection), flushes every connection with
+    /// queued bytes once, fires due deadlines and closes what must close.
+    /// Safe to call at any time, as often as wanted.
+    pub fn turn(&mut self, now: Instant) {
+        for _ in 0..self.ready.len() {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            if let Some(c) = self.conns.get_mut(key) {
+                c.in_ready = false;
+                self.process_input(key, now);
+            }
+        }
+        self.flush_all();
+        self.fire_deadlines(now);
+        self.reap();
+    }
+
+    /// How long until the core needs [`turn`](Self::turn) again: zero when
+    /// work was left over, else the time to the next deadline.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || !self.dirty.is_empty() || !self.doomed.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        self.deadlines
+            .peek()
+            .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+    }
+
+    /// Transports of connections closed since the last call, with the
+    /// reason, for the driver to deregister before dropping them.
+    pub fn take_closed(&mut self) -> std::vec::Drain<'_, (T, CloseReason)> {
+        self.closed.drain(..)
+    }
+
+    /// The transport of a live connection.
+    pub fn transport(&self, key: usize) -> Option<&T> {
+        self.conns.get(key).map(|c| &c.io)
+    }
+
+    /// Marks a connection for closing at the end of the turn.
+    pub fn close(&mut self, key: usize, reason: CloseReason) {
+        self.doom(key, reason);
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Counters, with gauges filled in.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.servers = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.side == Side::Server)
+            .count();
+        s.clients = self.conns.len() - s.servers;
+        s.vconns = self.vconns.len();
+        s.queued_bytes = self.conns.iter().map(|(_, c)| c.out.bytes()).sum();
+        let (r, w) = (self.rpool.stats(), self.wpool.stats());
+        s.pool.pages = r.pages + w.pages;
+        s.pool.page_bytes = r.page_bytes + w.page_bytes;
+        s.pool.chunks_in_use = r.chunks_in_use + w.chunks_in_use;
+        s.pool.bytes_in_use = r.bytes_in_use + w.bytes_in_use;
+        s
+    }
+
+    /// One line of facts per live connection.
+    pub fn conn_infos(&self, now: Instant) -> Vec<ConnInfo> {
+        self.conns
+            .iter()
+            .map(|(key, c)| ConnInfo {
+                key,
+                side: c.side,
+                id: c.id(),
+                peer: c.peer,
+                vconns: c.vlist.len(),
+                queued_bytes: c.out.bytes(),
+                queued_msgs: c.out.msgs(),
+                idle: now.saturating_duration_since(c.last_active),
+            })
+            .collect()
+    }
+
+    fn schedule(&mut self, key: usize) {
+        let c = &self.conns[key];
+        let at = c.deadline(self.cfg.side(c.side).idle_timeout);
+        self.deadlines.push(Reverse((at, key, c.serial)));
+    }
+
+    fn fire_deadlines(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key, serial))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(c) = self.conns.get(key).filter(|c| c.serial == serial) else {
+                continue;
+            };
+            let due = c.deadline(self.cfg.side(c.side).idle_timeout);
+            if due > now {
+                // Activity moved the deadline; one entry per connection stays.
+                self.deadlines.push(Reverse((due, key, serial)));
+                continue;
+            }
+            let reason = match c.state {
+                State::Handshake { .. } => {
+                    self.stats.handshake_timeouts += 1;
+                    CloseReason::HandshakeTimeout
+                }
+                State::Active { .. } => {
+                    self.stats.idle_timeouts += 1;
+                    CloseReason::IdleTimeout
+                }
+            };
+            self.doom(key, reason);
+        }
+    }
+
+    /// Marks `key` for closing. Its input is no longer processed and nothing
+    /// more is queued to it; the close itself happens in [`reap`].
+    fn doom(&mut self, key: usize, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.doomed.is_none() {
+            c.doomed = Some(reason);
+            self.doomed.push(key);
+        }
+    }
+
+    /// Closes every doomed connection: its vconns are closed and their other
+    /// ends told, its ID is freed, its buffers go back to the pools.
+    fn reap(&mut self) {
+        while let Some(key) = self.doomed.pop() {
+            self.close_now(key);
+        }
+        // Closing may have queued Close commands; send them this turn.
+        self.flush_all();
+    }
+
+    fn close_now(&mut self, key: usize) {
+        let Some(reason) = self.conns.get(key).and_then(|c| c.doomed) else {
+            return;
+        };
+        let side = self.conns[key].side;
+        match reason {
+            CloseReason::Protocol(_) | CloseReason::AuthFailed => {
+                warn!("{} closed: {reason}", self.conns[key].describe())
+            }
+            _ => debug!("{} closed: {reason}", self.conns[key].describe()),
+        }
+        if matches!(reason, CloseReason::PeerClosed | CloseReason::Io(_)) {
+            self.stats.peer_closes += 1;
+        }
+        // Close every vconn and tell the other ends.
+        while let Some(conn_id) = self.conns[key].vlist.first(&self.vconns) {
+            let Some(ends) = self.vconns.ends(conn_id) else {
+                break;
+            };
+            let other = ends[side.other().index()];
+            self.remove_vconn(conn_id, ends);
+            self.queue_command(other, Command::Close { conn_id });
+        }
+        self.finish_stream(key);
+        let mut c = self.conns.remove(key);
+        if let Some(id) = c.id() {
+            let map = match side {
+                Side::Client => &mut self.clients,
+                Side::Server => &mut self.servers,
+            };
+            if map.get(&id) == Some(&key) {
+                map.remove(&id);
+            }
+        }
+        c.rbuf.release(&mut self.rpool);
+        c.out.release(&mut self.wpool);
+        c.stage.release(&mut self.wpool);
+        if let Some(locker) = c.locked_by {
+            // The stream into this connection has nowhere to go now.
+            if let Some(src) = self.conns.get_mut(locker) {
+                src.stream_dest_gone(key);
+            }
+        }
+        for w in c.waiters.drain(..) {
+            self.wake(w);
+        }
+        self.closed.push((c.io, reason));
+    }
+
+    fn remove_vconn(&mut self, conn_id: u32, ends: [usize; 2]) {
+        let [client, server] = ends;
+        if let Some((c, s)) = self.conns.get2_mut(client, server) {
+            self.vconns.remove(conn_id, &mut c.vlist, &mut s.vlist);
+        }
+    }
+
+    fn wake(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key) {
+            c.stalled = false;
+            self.mark_ready(key);
+        }
+    }
+
+    /// Checks the core's invariants; for tests and the fuzzer.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen = 0usize;
+        for (key, c) in self.conns.iter() {
+            let ids = self.vconns.ids(&c.vlist, c.side);
+            if ids.len() != c.vlist.len() as usize {
+                return Err(format!(
+                    "conn {key}: list length {} != {}",
+                    ids.len(),
+                    c.vlist.len()
+                ));
+            }
+            for id in ids {
+                let ends = self
+                    .vconns
+                    .ends(id)
+                    .ok_or(format!("conn {key}: dead vconn {id}"))?;
+                if ends[c.side.index()] != key {
+                    return Err(format!("conn {key}: vconn {id} does not point back"));
+                }
+            }
+            seen += c.vlist.len() as usize;
+            let cap = self.cfg.side(c.side);
+            if c.doomed.is_none()
+                && c.side == Side::Client
+                && (c.out.msgs() > cap.send_queue_msgs || c.out.bytes() > cap.send_queue_bytes)
+            {
+                return Err(format!(
+                    "conn {key}: client queue over its cap and not closing"
+                ));
+            }
+            if let Some(max) = cap.max_vconns {
+                if c.vlist.len() > max {
+                    return Err(format!(
+                        "conn {key}: {} vconns over the limit {max}",
+                        c.vlist.len()
+                    ));
+                }
+            }
+        }
+        for (id, ends) in self.vconns.all() {
+            for (i, side) in [Side::Client, Side::Server].into_iter().enumerate() {
+                match self.conns.get(ends[i]) {
+                    Some(c) if c.side == side => {}
+                    _ => return Err(format!("vconn {id}: {side} end {} is not live", ends[i])),
+                }
+            }
+        }
+        if seen != 2 * self.vconns.len() {
+            return Err(format!(
+                "lists hold {seen} ends for {} vconns",
+                self.vconns.len()
+            ));
+        }
+        for (id, &key) in self.clients.iter().chain(self.servers.iter()) {
+            if self.conns.get(key).and_then(|c| c.id()) != Some(*id) {
+                return Err(format!("ID {id} maps to conn {key}, which has another ID"));
+            }
+        }
+        Ok(())
+    }
+}

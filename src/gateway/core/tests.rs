@@ -1,0 +1,721 @@
+//! The core on a virtual clock with in-memory connections: every rule of
+//! PROTOCOL.md §4–6, without sockets or sleeps.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::Core;
+use crate::config::{Config, Side};
+use crate::gateway::stats::{CloseReason, ProtocolError};
+use crate::wire::{self, Challenge, Command, CommandError, Status, CHALLENGE_LEN};
+
+#[derive(Default)]
+struct PipeState {
+    /// Bytes the peer sent, for the core to read.
+    inbox: VecDeque<u8>,
+    /// Bytes the core wrote, for the peer to read.
+    outbox: Vec<u8>,
+    /// The peer closed its end.
+    eof: bool,
+    /// How many more bytes the core may write before `WouldBlock`.
+    write_room: Option<usize>,
+}
+
+/// One in-memory connection; the core holds one clone, the test the other.
+#[derive(Clone, Default)]
+pub(crate) struct Pipe(Rc<RefCell<PipeState>>);
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut s = self.0.borrow_mut();
+        if s.inbox.is_empty() {
+            return if s.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(s.inbox.len());
+        for (b, x) in buf.iter_mut().zip(s.inbox.drain(..n)) {
+            *b = x;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = self.0.borrow_mut();
+        let n = match s.write_room {
+            Some(0) => return Err(io::ErrorKind::WouldBlock.into()),
+            Some(room) => buf.len().min(room),
+            None => buf.len(),
+        };
+        if let Some(room) = s.write_room.as_mut() {
+            *room -= n;
+        }
+        s.outbox.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut total = 0;
+        for b in bufs {
+            match self.write(b) {
+                Ok(n) => {
+                    total += n;
+                    if n < b.len() {
+                        break;
+                    }
+                }
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a peer received, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    Cmd(Command),
+    Data(u32, Vec<u8>),
+}
+
+struct Peer {
+    key: usize,
+    pipe: Pipe,
+    /// Received bytes not yet decoded into whole frames.
+    pending: Vec<u8>,
+}
+
+impl Peer {
+    fn send(&self, bytes: &[u8]) {
+        self.pipe.0.borrow_mut().inbox.extend(bytes);
+    }
+    fn send_cmd(&self, cmd: Command) {
+        self.send(&cmd.to_bytes());
+    }
+    fn send_data(&self, conn_id: u32, msg: &[u8]) {
+        let mut out = Vec::new();
+        wire::encode_frame(&mut out, conn_id, msg);
+        self.send(&out);
+    }
+    fn hang_up(&self) {
+        self.pipe.0.borrow_mut().eof = true;
+    }
+    fn raw(&mut self) -> Vec<u8> {
+        let mut all = std::mem::take(&mut self.pending);
+        all.append(&mut self.pipe.0.borrow_mut().outbox);
+        all
+    }
+    /// Every whole frame received since the last call.
+    fn recv(&mut self) -> Vec<Got> {
+        let buf = self.raw();
+        let mut at = 0;
+        let mut out = Vec::new();
+        while let Ok(Status::Complete(f)) = wire::decode_frame(&buf[at..], u32::MAX) {
+            at += f.wire_len();
+            out.push(if f.is_command() {
+                Got::Cmd(Command::decode(f.message).expect("gateway sent a bad command"))
+            } else {
+                Got::Data(f.conn_id, f.message.to_vec())
+            });
+        }
+        self.pending = buf[at..].to_vec();
+        out
+    }
+    fn set_write_room(&self, room: Option<usize>) {
+        self.pipe.0.borrow_mut().write_room = room;
+    }
+}
+
+struct Harness {
+    core: Core<Pipe>,
+    now: Instant,
+    closed: Vec<(Pipe, CloseReason)>,
+}
+
+fn test_config() -> Config {
+    Config {
+        auth_key: b"secret".to_vec(),
+        ..Config::default()
+    }
+}
+
+type ReasonCheck = fn(&ProtocolError) -> bool;
+
+fn peer_addr() -> std::net::SocketAddr {
+    "127.0.0.1:4000".parse().unwrap()
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(test_config())
+    }
+
+    fn with(cfg: Config) -> Harness {
+        Harness {
+            core: Core::new(cfg, 1000),
+            now: Instant::now(),
+            closed: Vec::new(),
+        }
+    }
+
+    /// One turn, with every connection readable and writable.
+    fn turn(&mut self) {
+        let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.core.set_readiness(k, true, true);
+        }
+        self.core.turn(self.now);
+        self.core.check_invariants().unwrap();
+        self.closed.extend(self.core.take_closed());
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.turn();
+    }
+
+    fn accept(&mut self, side: Side) -> Peer {
+        let pipe = Pipe::default();
+        let key = self
+            .core
+            .accept(side, pipe.clone(), peer_addr(), self.now)
+            .ok()
+            .unwrap();
+        Peer {
+            key,
+            pipe,
+            pending: Vec::new(),
+        }
+    }
+
+    fn client(&mut self) -> (Peer, u32) {
+        let p = self.accept(Side::Client);
+        self.turn();
+        let id = self.core.conns[p.key].id().unwrap();
+        (p, id)
+    }
+
+    fn server_with_key(&mut self, id: u32, key: &[u8]) -> Peer {
+        let mut p = self.accept(Side::Server);
+        self.turn();
+        let raw = p.raw();
+        assert_eq!(raw.len(), CHALLENGE_LEN, "challenge first, alone");
+        let challenge = Challenge::decode(&raw).complete().unwrap();
+        p.send(&challenge.respond(key, id).to_bytes());
+        self.turn();
+        p
+    }
+
+    fn server(&mut self, id: u32) -> Peer {
+        let p = self.server_with_key(id, b"secret");
+        assert_eq!(self.core.conns[p.key].id(), Some(id));
+        p
+    }
+
+    fn alive(&self, p: &Peer) -> bool {
+        self.core.conns.contains(p.key)
+    }
+
+    /// Why `p` was closed, if it was.
+    fn reason(&self, p: &Peer) -> Option<CloseReason> {
+        self.closed
+            .iter()
+            .find(|(pipe, _)| Rc::ptr_eq(&pipe.0, &p.pipe.0))
+            .map(|(_, r)| *r)
+    }
+
+    /// Dials from `from` to `remote`, returning the conn ID the gateway
+    /// accepted with; asserts the dialed peer got the matching Connect.
+    fn open(&mut self, from: &mut Peer, from_id: u32, to: &mut Peer, remote: u32) -> u32 {
+        from.send_cmd(Command::Dial { remote_id: remote });
+        self.turn();
+        let got = from.recv();
+        let [Got::Cmd(Command::Accept { conn_id, remote_id })] = got[..] else {
+            panic!("expected one Accept, got {got:?}");
+        };
+        assert_eq!(remote_id, remote);
+        assert_eq!(
+            to.recv(),
+            vec![Got::Cmd(Command::Connect {
+                conn_id,
+                remote_id: from_id
+            })]
+        );
+        conn_id
+    }
+}
+
+#[test]
+fn server_handshake_ok() {
+    let mut h = Harness::new();
+    let s = h.server(7);
+    assert!(h.alive(&s));
+    assert_eq!(h.core.servers.get(&7), Some(&s.key));
+    assert_eq!(h.core.stats().servers_authenticated, 1);
+    assert!(h.reason(&s).is_none());
+}
+
+#[test]
+fn server_handshake_bad_key_closes_only_that_server() {
+    let mut h = Harness::new();
+    let good = h.server(1);
+    let bad = h.server_with_key(2, b"wrong");
+    assert!(!h.alive(&bad));
+    assert_eq!(h.reason(&bad), Some(CloseReason::AuthFailed));
+    assert!(h.alive(&good));
+    assert_eq!(h.core.stats().auth_failures, 1);
+    assert!(!h.core.servers.contains_key(&2));
+}
+
+#[test]
+fn server_handshake_timeout() {
+    let mut h = Harness::new();
+    let mut s = h.accept(Side::Server);
+    h.turn();
+    assert_eq!(s.raw().len(), CHALLENGE_LEN);
+    s.send(&[0; 10]); // a truncated response
+    h.advance(Duration::from_millis(4999));
+    assert!(h.alive(&s));
+    h.advance(Duration::from_millis(2));
+    assert_eq!(h.reason(&s), Some(CloseReason::HandshakeTimeout));
+    assert_eq!(h.core.stats().handshake_timeouts, 1);
+}
+
+#[test]
+fn clients_get_increasing_nonzero_ids() {
+    let mut h = Harness::new();
+    let (_a, ia) = h.client();
+    let (_b, ib) = h.client();
+    assert!(ia != 0 && ib > ia);
+}
+
+#[test]
+fn dial_ok_both_directions_and_forwarding() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v1 = h.open(&mut c, cid, &mut s, 1);
+    let v2 = h.open(&mut s, 1, &mut c, cid);
+    assert_ne!(v1, v2);
+    c.send_data(v1, b"hello");
+    s.send_data(v2, b"world");
+    s.send_data(v1, b"");
+    h.turn();
+    assert_eq!(s.recv(), vec![Got::Data(v1, b"hello".to_vec())]);
+    assert_eq!(
+        c.recv(),
+        vec![Got::Data(v2, b"world".to_vec()), Got::Data(v1, vec![])]
+    );
+    assert_eq!(h.core.stats().frames_from_clients, 1);
+    assert_eq!(h.core.stats().frames_from_servers, 2);
+}
+
+#[test]
+fn forwarded_frames_are_byte_for_byte() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    let mut frame = Vec::new();
+    wire::encode_frame(&mut frame, v, &[0xab; 300]);
+    c.send(&frame);
+    h.turn();
+    assert_eq!(s.raw(), frame);
+}
+
+#[test]
+fn dial_unknown_peer_is_refused() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, _) = h.client();
+    c.send_cmd(Command::Dial { remote_id: 99 });
+    s.send_cmd(Command::Dial { remote_id: 12345 });
+    h.turn();
+    assert_eq!(c.recv(), vec![Got::Cmd(Command::Refuse { remote_id: 99 })]);
+    assert_eq!(
+        s.recv(),
+        vec![Got::Cmd(Command::Refuse { remote_id: 12345 })]
+    );
+    assert_eq!(h.core.stats().refused_unknown, 2);
+}
+
+#[test]
+fn client_limit_counts_both_directions() {
+    let mut cfg = test_config();
+    cfg.client.max_vconns = Some(2);
+    let mut h = Harness::with(cfg);
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    h.open(&mut c, cid, &mut s, 1);
+    h.open(&mut s, 1, &mut c, cid);
+    // Client at its limit: its own dial is refused...
+    c.send_cmd(Command::Dial { remote_id: 1 });
+    h.turn();
+    assert_eq!(c.recv(), vec![Got::Cmd(Command::Refuse { remote_id: 1 })]);
+    // ...and so is a server's dial to it.
+    s.send_cmd(Command::Dial { remote_id: cid });
+    h.turn();
+    assert_eq!(s.recv(), vec![Got::Cmd(Command::Refuse { remote_id: cid })]);
+    assert!(c.recv().is_empty());
+    assert_eq!(h.core.stats().refused_limit, 2);
+}
+
+#[test]
+fn pipelined_dials_are_answered_in_order() {
+    let mut h = Harness::new();
+    let mut s1 = h.server(1);
+    let _s2 = h.server(2);
+    let (mut c, _) = h.client();
+    for r in [1, 9, 2, 1] {
+        c.send_cmd(Command::Dial { remote_id: r });
+    }
+    h.turn();
+    let got = c.recv();
+    let remotes: Vec<(bool, u32)> = got
+        .iter()
+        .map(|g| match g {
+            Got::Cmd(Command::Accept { remote_id, .. }) => (true, *remote_id),
+            Got::Cmd(Command::Refuse { remote_id }) => (false, *remote_id),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(remotes, vec![(true, 1), (false, 9), (true, 2), (true, 1)]);
+    assert_eq!(s1.recv().len(), 2);
+}
+
+#[test]
+fn close_by_owner_tells_both_ends() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    c.send_cmd(Command::Close { conn_id: v });
+    h.turn();
+    assert_eq!(c.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
+    assert_eq!(s.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
+    assert_eq!(h.core.vconns.len(), 0);
+}
+
+#[test]
+fn close_by_stranger_is_ignored() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let (mut stranger, _) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    stranger.send_cmd(Command::Close { conn_id: v });
+    stranger.send_cmd(Command::Close { conn_id: 777 });
+    h.turn();
+    assert!(stranger.recv().is_empty());
+    assert!(c.recv().is_empty() && s.recv().is_empty());
+    assert_eq!(h.core.vconns.len(), 1);
+    assert!(h.alive(&stranger));
+    assert_eq!(h.core.stats().closes_ignored, 2);
+}
+
+#[test]
+fn spoofed_conn_id_disconnects_the_spoofer_only() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let (spoofer, _) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    spoofer.send_data(v, b"inject");
+    h.turn();
+    assert!(matches!(
+        h.reason(&spoofer),
+        Some(CloseReason::Protocol(ProtocolError::Spoofed { conn_id })) if conn_id == v
+    ));
+    assert!(s.recv().is_empty(), "injected frame must not arrive");
+    c.send_data(v, b"still fine");
+    h.turn();
+    assert_eq!(s.recv(), vec![Got::Data(v, b"still fine".to_vec())]);
+    assert_eq!(h.core.stats().spoofs, 1);
+}
+
+#[test]
+fn data_on_dead_vconn_is_answered_with_close() {
+    let mut h = Harness::new();
+    let (mut c, _) = h.client();
+    c.send_data(4242, b"late");
+    h.turn();
+    assert_eq!(c.recv(), vec![Got::Cmd(Command::Close { conn_id: 4242 })]);
+    assert!(h.alive(&c));
+    assert_eq!(h.core.stats().frames_on_dead_vconns, 1);
+}
+
+#[test]
+fn ping_is_answered() {
+    let mut h = Harness::new();
+    let (mut c, _) = h.client();
+    let mut s = h.server(3);
+    c.send_cmd(Command::Ping);
+    s.send_cmd(Command::Ping);
+    h.turn();
+    assert_eq!(c.recv(), vec![Got::Cmd(Command::Ping)]);
+    assert_eq!(s.recv(), vec![Got::Cmd(Command::Ping)]);
+}
+
+#[test]
+fn duplicate_server_id_replaces_the_old_server() {
+    let mut h = Harness::new();
+    let mut old = h.server(5);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut old, 5);
+    let mut new = h.server(5);
+    assert_eq!(h.reason(&old), Some(CloseReason::Replaced));
+    assert_eq!(h.core.servers.get(&5), Some(&new.key));
+    assert_eq!(c.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
+    assert_eq!(h.core.stats().servers_replaced, 1);
+    // Dials now reach the new server.
+    h.open(&mut c, cid, &mut new, 5);
+}
+
+#[test]
+fn idle_timeout_closes_silent_peer_but_not_pinging_one() {
+    let mut h = Harness::new();
+    let (mut pinger, _) = h.client();
+    let (silent, _) = h.client();
+    for _ in 0..4 {
+        pinger.send_cmd(Command::Ping);
+        h.advance(Duration::from_secs(10));
+        pinger.recv();
+    }
+    assert!(h.alive(&pinger));
+    assert_eq!(h.reason(&silent), Some(CloseReason::IdleTimeout));
+    assert_eq!(h.core.stats().idle_timeouts, 1);
+}
+
+#[test]
+fn trickled_partial_frame_is_not_activity() {
+    let mut h = Harness::new();
+    let (c, _) = h.client();
+    let mut frame = Vec::new();
+    wire::encode_frame(&mut frame, 1, &[0; 100]);
+    for b in frame.iter().take(40) {
+        c.send(&[*b]);
+        h.advance(Duration::from_secs(1));
+    }
+    assert!(!h.alive(&c), "a trickler is idle");
+}
+
+#[test]
+fn peer_gone_closes_its_vconns_and_tells_the_other_ends() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c1, id1) = h.client();
+    let (mut c2, id2) = h.client();
+    let v1 = h.open(&mut c1, id1, &mut s, 1);
+    let v2 = h.open(&mut s, 1, &mut c2, id2);
+    s.hang_up();
+    h.turn();
+    assert!(!h.alive(&s));
+    assert_eq!(c1.recv(), vec![Got::Cmd(Command::Close { conn_id: v1 })]);
+    assert_eq!(c2.recv(), vec![Got::Cmd(Command::Close { conn_id: v2 })]);
+    assert_eq!(h.core.vconns.len(), 0);
+    assert!(!h.core.servers.contains_key(&1));
+}
+
+#[test]
+fn slow_client_is_disconnected_and_its_servers_told() {
+    let mut cfg = test_config();
+    cfg.client.send_queue_msgs = 10;
+    let mut h = Harness::with(cfg);
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let (mut fast, fid) = h.client();
+    let v = h.open(&mut s, 1, &mut c, cid);
+    let vf = h.open(&mut s, 1, &mut fast, fid);
+    c.set_write_room(Some(0));
+    for i in 0..12u8 {
+        s.send_data(v, &[i]);
+        if i < 5 {
+            s.send_data(vf, &[i]);
+        }
+    }
+    h.turn();
+    assert_eq!(h.reason(&c), Some(CloseReason::SlowConsumer));
+    assert_eq!(s.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
+    assert_eq!(fast.recv().len(), 5, "the other client is unaffected");
+    assert!(h.alive(&fast));
+    assert_eq!(h.core.stats().slow_consumers, 1);
+}
+
+#[test]
+fn congested_server_pauses_clients_and_resumes_them_when_drained() {
+    let mut cfg = test_config();
+    cfg.server.send_queue_bytes = 64 * 1024; // high water at 32 KiB
+    let mut h = Harness::with(cfg);
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    s.set_write_room(Some(0));
+    let msg = [7u8; 1000];
+    for _ in 0..100 {
+        c.send_data(v, &msg);
+    }
+    for _ in 0..20 {
+        h.turn();
+    }
+    let queued = h.core.conns[s.key].out.bytes();
+    assert!((32 * 1024..64 * 1024).contains(&queued), "queued {queued}");
+    assert!(h.core.conns[c.key].stalled, "client paused");
+    assert!(h.alive(&c) && h.alive(&s));
+    assert!(h.core.stats().paused >= 1);
+    s.set_write_room(None);
+    for _ in 0..20 {
+        h.turn();
+    }
+    let got = s.recv();
+    assert_eq!(got.len(), 100, "every frame arrives once the server drains");
+    assert!(got.iter().all(|g| *g == Got::Data(v, msg.to_vec())));
+}
+
+#[test]
+fn bad_frames_and_commands_close_only_the_offender() {
+    let cases: Vec<(Vec<u8>, ReasonCheck)> = vec![
+        (vec![3, 0, 0, 0], |e| matches!(e, ProtocolError::Frame(_))),
+        (u32::MAX.to_le_bytes().to_vec(), |e| {
+            matches!(e, ProtocolError::Frame(_))
+        }),
+        (vec![4, 0, 0, 0, 0, 0, 0, 0], |e| {
+            *e == ProtocolError::Command(CommandError::Empty)
+        }),
+        (vec![5, 0, 0, 0, 0, 0, 0, 0, 9], |e| {
+            *e == ProtocolError::Command(CommandError::UnknownType(9))
+        }),
+        (
+            Command::Accept {
+                conn_id: 1,
+                remote_id: 1,
+            }
+            .to_bytes()
+            .to_vec(),
+            |e| matches!(e, ProtocolError::Command(CommandError::Forbidden { .. })),
+        ),
+        (vec![0x10, 0, 0, 0, 0, 0, 0, 0, 5], |e| {
+            matches!(e, ProtocolError::Command(CommandError::WrongLength { .. }))
+        }),
+        (vec![0xff, 0xff, 0, 0, 0, 0, 0, 0, 0], |e| {
+            matches!(e, ProtocolError::Command(CommandError::WrongLength { .. }))
+        }),
+    ];
+    for (bytes, check) in cases {
+        let mut h = Harness::new();
+        let mut s = h.server(1);
+        let (mut c, cid) = h.client();
+        let v = h.open(&mut c, cid, &mut s, 1);
+        let (bad, _) = h.client();
+        bad.send(&bytes);
+        c.send_data(v, b"bystander");
+        h.turn();
+        assert!(!h.alive(&bad), "{bytes:?} did not close the offender");
+        match h.reason(&bad) {
+            Some(CloseReason::Protocol(e)) => assert!(check(&e), "{bytes:?}: {e:?}"),
+            other => panic!("{bytes:?}: closed for {other:?}"),
+        }
+        assert!(h.alive(&c) && h.alive(&s));
+        assert_eq!(s.recv(), vec![Got::Data(v, b"bystander".to_vec())]);
+    }
+}
+
+#[test]
+fn large_frame_from_server_is_cut_through() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut s, 1, &mut c, cid);
+    let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+    let mut frame = Vec::new();
+    wire::encode_frame(&mut frame, v, &big);
+    // Half of it: the client already receives the header and first half.
+    s.send(&frame[..100_000]);
+    h.turn();
+    h.turn();
+    let partial = c.raw();
+    assert!(
+        partial.len() >= 64 * 1024,
+        "only {} bytes forwarded",
+        partial.len()
+    );
+    assert_eq!(&partial[..], &frame[..partial.len()]);
+    assert!(h.core.conns[c.key].locked_by.is_some());
+    // A ping answer for the locked client waits until the frame is done.
+    c.send_cmd(Command::Ping);
+    h.turn();
+    s.send(&frame[100_000..]);
+    h.turn();
+    h.turn();
+    let mut all = partial;
+    all.extend(c.raw());
+    let mut expect = frame.clone();
+    expect.extend_from_slice(&Command::Ping.to_bytes());
+    assert_eq!(all, expect);
+}
+
+#[test]
+fn large_frame_from_client_arrives_whole_without_locking_the_server() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let (mut c2, cid2) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    let v2 = h.open(&mut c2, cid2, &mut s, 1);
+    let big = vec![0x5a; 10_000];
+    let mut frame = Vec::new();
+    wire::encode_frame(&mut frame, v, &big);
+    c.send(&frame[..5000]);
+    c2.send_data(v2, b"meanwhile");
+    h.turn();
+    assert_eq!(s.recv(), vec![Got::Data(v2, b"meanwhile".to_vec())]);
+    c.send(&frame[5000..]);
+    h.turn();
+    assert_eq!(s.recv(), vec![Got::Data(v, big)]);
+}
+
+#[test]
+fn server_vanishing_mid_frame_keeps_client_stream_framed() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut s, 1, &mut c, cid);
+    let mut frame = Vec::new();
+    wire::encode_frame(&mut frame, v, &[1; 100_000]);
+    s.send(&frame[..70_000]);
+    h.turn();
+    s.hang_up();
+    h.turn();
+    let got = c.recv();
+    assert_eq!(got.len(), 2, "{:?}", got.len());
+    assert!(matches!(&got[0], Got::Data(id, m) if *id == v && m.len() == 100_000));
+    assert_eq!(got[1], Got::Cmd(Command::Close { conn_id: v }));
+    assert_eq!(h.core.stats().truncated_frames, 1);
+}
+
+#[test]
+fn idle_connections_hold_no_buffers() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        let (mut c, cid) = h.client();
+        let v = h.open(&mut c, cid, &mut s, 1);
+        clients.push((c, v));
+    }
+    for (c, v) in &clients {
+        c.send_data(*v, b"x");
+    }
+    h.turn();
+    assert_eq!(s.recv().len(), 50);
+    assert_eq!(h.core.stats().pool.chunks_in_use, 0);
+}

@@ -1,0 +1,305 @@
+//! The gateway: a mio driver ([`Gateway`]) around a core with no I/O
+//! ([`Core`]).
+//!
+//! The driver owns the listeners and the sockets' registrations; it accepts
+//! (pausing on resource errors and when its token range is full), turns poll
+//! events into readiness for the core, and hands the core's closed sockets
+//! back to the registry. Everything the protocol says happens in the core.
+//!
+//! Users own the `Poll`. The gateway borrows the `Registry` per call and
+//! owns a range of tokens: token `start + k` for listener slot `k`
+//! (`k < LISTENER_SLOTS`), and `start + LISTENER_SLOTS + key` for the
+//! connection the core keeps under `key`.
+
+pub mod core;
+mod stats;
+mod vconn;
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token};
+
+pub use self::core::{ConnInfo, Core};
+pub use self::stats::{CloseReason, ProtocolError, Stats};
+pub use self::vconn::MAX_VCONNS;
+use crate::config::{Config, ConfigError, Side};
+
+/// Tokens reserved at the start of a gateway's range for listeners.
+pub const LISTENER_SLOTS: usize = 16;
+/// Most connections accepted from one listener per turn.
+const ACCEPTS_PER_TURN: usize = 256;
+/// How long accepting pauses after a resource error (e.g. out of descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest sleep of [`Gateway::run`], so its stop flag is seen promptly.
+const RUN_MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// The tokens a gateway may use: `start .. start + len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRange {
+    /// First token.
+    pub start: usize,
+    /// Number of tokens; at most `len - LISTENER_SLOTS` connections fit.
+    pub len: usize,
+}
+
+impl TokenRange {
+    /// Whether `token` falls in the range.
+    pub fn contains(&self, token: Token) -> bool {
+        token.0 >= self.start && token.0 - self.start < self.len
+    }
+}
+
+struct Listener {
+    side: Side,
+    socket: TcpListener,
+    /// Readiness not yet drained to `WouldBlock`.
+    pending: bool,
+    /// Accepting paused after a resource error until then.
+    paused_until: Option<Instant>,
+    /// Accepting paused because the token range is full.
+    full: bool,
+}
+
+/// A gateway driven by a mio `Poll` the caller owns.
+pub struct Gateway {
+    core: Core<TcpStream>,
+    range: TokenRange,
+    listeners: Vec<Listener>,
+}
+
+impl Gateway {
+    /// A gateway with `config`, using the tokens of `range`.
+    pub fn new(config: Config, range: TokenRange) -> Result<Gateway, ConfigError> {
+        config.validate()?;
+        if range.len <= LISTENER_SLOTS || range.start.checked_add(range.len).is_none() {
+            return Err(ConfigError {
+                field: "token range",
+                problem: format!("needs more than {LISTENER_SLOTS} tokens within usize"),
+            });
+        }
+        Ok(Gateway {
+            core: Core::new(config, range.len - LISTENER_SLOTS),
+            range,
+            listeners: Vec::new(),
+        })
+    }
+
+    /// Starts accepting `side` connections on `listener`; returns its address.
+    pub fn listen(
+        &mut self,
+        registry: &Registry,
+        side: Side,
+        mut listener: TcpListener,
+    ) -> io::Result<SocketAddr> {
+        if self.listeners.len() == LISTENER_SLOTS {
+            return Err(io::Error::other(format!(
+                "a gateway takes at most {LISTENER_SLOTS} listeners"
+            )));
+        }
+        let addr = listener.local_addr()?;
+        let token = Token(self.range.start + self.listeners.len());
+        registry.register(&mut listener, token, Interest::READABLE)?;
+        info!("{side} listener at {addr}");
+        self.listeners.push(Listener {
+            side,
+            socket: listener,
+            pending: true,
+            paused_until: None,
+            full: false,
+        });
+        Ok(addr)
+    }
+
+    /// The addresses of the listeners of `side`.
+    pub fn local_addrs(&self, side: Side) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter(|l| l.side == side)
+            .filter_map(|l| l.socket.local_addr().ok())
+            .collect()
+    }
+
+    /// Whether `token` belongs to this gateway.
+    pub fn owns(&self, token: Token) -> bool {
+        self.range.contains(token)
+    }
+
+    /// Takes one poll event for a token this gateway owns. The work it
+    /// makes possible is done in [`handle_timeout`](Self::handle_timeout).
+    pub fn handle_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
+        let Some(offset) = event.token().0.checked_sub(self.range.start) else {
+            return;
+        };
+        if offset < LISTENER_SLOTS {
+            if let Some(l) = self.listeners.get_mut(offset) {
+                l.pending = true;
+            }
+            self.accept_pending(registry, now);
+            return;
+        }
+        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
+        let writable = event.is_writable() || event.is_write_closed();
+        self.core
+            .set_readiness(offset - LISTENER_SLOTS, readable, writable);
+    }
+
+    /// How long the caller's poll may sleep before calling
+    /// [`handle_timeout`](Self::handle_timeout): zero when work is left over.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let mut t = self.core.poll_timeout(now);
+        for l in self.listeners.iter().filter(|l| l.pending && !l.full) {
+            let wait = l
+                .paused_until
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now));
+            t = Some(t.map_or(wait, |t| t.min(wait)));
+        }
+        t
+    }
+
+    /// Does the turn's work: reads and routes what arrived, flushes queued
+    /// writes once per connection, fires deadlines, closes what must close,
+    /// resumes paused accepting. Safe to call spuriously.
+    pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
+        self.core.turn(now);
+        for (mut stream, _) in self.core.take_closed() {
+            // The socket is closed on drop either way; deregistering first
+            // keeps the registry's view exact.
+            let _ = registry.deregister(&mut stream);
+        }
+        if self.core.has_room() {
+            for l in &mut self.listeners {
+                l.full = false;
+            }
+        }
+        self.accept_pending(registry, now);
+    }
+
+    fn accept_pending(&mut self, registry: &Registry, now: Instant) {
+        for l in &mut self.listeners {
+            if !l.pending || l.full || l.paused_until.is_some_and(|at| at > now) {
+                continue;
+            }
+            l.paused_until = None;
+            for _ in 0..ACCEPTS_PER_TURN {
+                if !self.core.has_room() {
+                    l.full = true;
+                    self.core.stats_mut().accept_full += 1;
+                    warn!(
+                        "{} listener: {} connections, the token range is full; accepting paused",
+                        l.side,
+                        self.core.len()
+                    );
+                    break;
+                }
+                match l.socket.accept() {
+                    Ok((stream, peer)) => accept_one(
+                        &mut self.core,
+                        self.range,
+                        registry,
+                        l.side,
+                        stream,
+                        peer,
+                        now,
+                    ),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        l.pending = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) if is_resource_error(&e) => {
+                        self.core.stats_mut().accept_errors += 1;
+                        warn!(
+                            "{} listener: accept failed ({e}); pausing accepts for {:?}",
+                            l.side, ACCEPT_BACKOFF
+                        );
+                        l.paused_until = Some(now + ACCEPT_BACKOFF);
+                        break;
+                    }
+                    Err(e) => {
+                        // E.g. ECONNABORTED: that one connection is gone.
+                        self.core.stats_mut().accept_errors += 1;
+                        debug!("{} listener: accept failed: {e}", l.side);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+
+    /// One record per live physical connection.
+    pub fn conns(&self, now: Instant) -> Vec<ConnInfo> {
+        self.core.conn_infos(now)
+    }
+
+    /// The core, for inspection.
+    pub fn core(&self) -> &Core<TcpStream> {
+        &self.core
+    }
+
+    /// Runs a poll loop of its own until `stop` is set.
+    pub fn run(&mut self, poll: &mut Poll, stop: &AtomicBool) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !stop.load(Ordering::Relaxed) {
+            let timeout = self
+                .poll_timeout(Instant::now())
+                .map_or(RUN_MAX_WAIT, |t| t.min(RUN_MAX_WAIT));
+            if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                if self.owns(ev.token()) {
+                    self.handle_event(poll.registry(), ev, now);
+                }
+            }
+            self.handle_timeout(poll.registry(), Instant::now());
+        }
+        Ok(())
+    }
+}
+
+fn accept_one(
+    core: &mut Core<TcpStream>,
+    range: TokenRange,
+    registry: &Registry,
+    side: Side,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    now: Instant,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!("{side} {peer}: TCP_NODELAY not set: {e}");
+    }
+    let token = Token(range.start + LISTENER_SLOTS + core.next_key());
+    if let Err(e) = registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
+        warn!("{side} {peer}: cannot register the connection: {e}");
+        return;
+    }
+    if let Err(mut stream) = core.accept(side, stream, peer, now) {
+        let _ = registry.deregister(&mut stream);
+    }
+}
+
+/// Errors that say the process or system is out of something, not that one
+/// incoming connection failed.
+fn is_resource_error(e: &io::Error) -> bool {
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOBUFS: i32 = 105;
+    const ENOMEM: i32 = 12;
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+        || e.kind() == ErrorKind::OutOfMemory
+}

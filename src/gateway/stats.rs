@@ -1,0 +1,152 @@
+//! Counters an operator asks about, and why connections close.
+
+use std::fmt;
+use std::io;
+
+use crate::buf::PoolStats;
+use crate::wire::{CommandError, FrameError};
+
+/// Why a physical connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its end (EOF).
+    PeerClosed,
+    /// A socket error.
+    Io(io::ErrorKind),
+    /// The peer broke the protocol.
+    Protocol(ProtocolError),
+    /// A server answered the challenge with a wrong digest.
+    AuthFailed,
+    /// A server did not answer the challenge in time.
+    HandshakeTimeout,
+    /// The peer sent no complete frame for its side's idle timeout.
+    IdleTimeout,
+    /// The peer did not read its traffic fast enough: its queue passed its cap.
+    SlowConsumer,
+    /// A newer server authenticated with the same server ID.
+    Replaced,
+    /// The gateway is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed the connection"),
+            CloseReason::Io(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            CloseReason::AuthFailed => f.write_str("handshake digest does not match the key"),
+            CloseReason::HandshakeTimeout => f.write_str("no handshake response in time"),
+            CloseReason::IdleTimeout => f.write_str("idle for longer than the idle timeout"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer: send queue passed its cap"),
+            CloseReason::Replaced => {
+                f.write_str("replaced by a newer server with the same server ID")
+            }
+            CloseReason::Shutdown => f.write_str("gateway shutting down"),
+        }
+    }
+}
+
+/// A protocol offence by a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A frame whose Length is out of range.
+    Frame(FrameError),
+    /// A malformed or forbidden command.
+    Command(CommandError),
+    /// A data frame on a live vconn the sender is not an end of.
+    Spoofed {
+        /// The vconn it tried to write into.
+        conn_id: u32,
+    },
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Frame(e) => e.fmt(f),
+            ProtocolError::Command(e) => e.fmt(f),
+            ProtocolError::Spoofed { conn_id } => write!(
+                f,
+                "data frame on vconn {conn_id}, which belongs to other connections"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Gateway counters. Totals count since start; gauges are current values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Gauge: live client connections.
+    pub clients: usize,
+    /// Gauge: live server connections (handshaking ones included).
+    pub servers: usize,
+    /// Gauge: live vconns.
+    pub vconns: usize,
+    /// Gauge: bytes queued for writing over all connections.
+    pub queued_bytes: usize,
+    /// Gauge: buffer pool figures (read and write pools together).
+    pub pool: PoolStats,
+    /// Total: client connections accepted.
+    pub clients_accepted: u64,
+    /// Total: server connections accepted.
+    pub servers_accepted: u64,
+    /// Total: servers that passed the handshake.
+    pub servers_authenticated: u64,
+    /// Total: accept errors (e.g. out of descriptors); accepting paused.
+    pub accept_errors: u64,
+    /// Total: times accepting paused because the token range was full.
+    pub accept_full: u64,
+    /// Total: data frames received from clients.
+    pub frames_from_clients: u64,
+    /// Total: data frames received from servers.
+    pub frames_from_servers: u64,
+    /// Total: bytes read from clients.
+    pub bytes_from_clients: u64,
+    /// Total: bytes read from servers.
+    pub bytes_from_servers: u64,
+    /// Total: bytes written to clients.
+    pub bytes_to_clients: u64,
+    /// Total: bytes written to servers.
+    pub bytes_to_servers: u64,
+    /// Total: Dial commands received.
+    pub dials: u64,
+    /// Total: dials refused because the peer was unknown.
+    pub refused_unknown: u64,
+    /// Total: dials refused because a vconn limit was reached.
+    pub refused_limit: u64,
+    /// Total: Close commands received.
+    pub closes: u64,
+    /// Total: Close commands for vconns the sender does not own, ignored.
+    pub closes_ignored: u64,
+    /// Total: Ping commands answered.
+    pub pings: u64,
+    /// Total: data frames on vconns that no longer exist, answered with Close.
+    pub frames_on_dead_vconns: u64,
+    /// Total: connections closed for a bad frame Length.
+    pub bad_frames: u64,
+    /// Total: connections closed for a malformed or forbidden command.
+    pub bad_commands: u64,
+    /// Total: connections closed for writing into another's vconn.
+    pub spoofs: u64,
+    /// Total: servers that failed the handshake digest.
+    pub auth_failures: u64,
+    /// Total: servers that did not answer the challenge in time.
+    pub handshake_timeouts: u64,
+    /// Total: connections closed for idleness.
+    pub idle_timeouts: u64,
+    /// Total: connections closed as slow consumers.
+    pub slow_consumers: u64,
+    /// Total: servers replaced by a newer one with the same ID.
+    pub servers_replaced: u64,
+    /// Total: times a source stopped reading because its destination was
+    /// congested (server over its high-water mark) or busy with a large frame.
+    pub paused: u64,
+    /// Total: large frames cut short by their sender's disconnection and
+    /// completed with zero bytes so the receiver's stream stays framed.
+    pub truncated_frames: u64,
+    /// Total: connections closed by socket errors or EOF.
+    pub peer_closes: u64,
+}
