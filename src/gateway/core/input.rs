@@ -185,7 +185,6 @@ impl<T: Read + Write> Core<T> {
                 d.out.push(&mut self.wpool, frame, chunk);
                 d.out.end_message();
                 self.mark_dirty(dest);
-                self.check_cap(dest);
             }
             Route::Dead => self.queue_command(key, Command::Close { conn_id: h.conn_id }),
             Route::Drop => {}
@@ -391,15 +390,11 @@ impl<T: Read + Write> Core<T> {
         c.rbuf.consume(&mut self.rpool, n);
         c.rx = Rx::Stream { dest, remaining };
         if remaining > 0 {
-            if let Some((d, _)) = dest {
-                self.check_cap(d);
-            }
             return Flow::Progress;
         }
         self.conns[key].rx = Rx::Frames;
         if let Some((d, _)) = dest {
             self.conns[d].out.end_message();
-            self.check_cap(d);
             self.unlock(d);
         }
         self.frame_done(key, now, true);
@@ -437,7 +432,6 @@ impl<T: Read + Write> Core<T> {
                 s.stage.end_message();
                 d.out.append(&mut s.stage);
                 self.mark_dirty(dest);
-                self.check_cap(dest);
             }
             Route::Dead => {
                 self.queue_command(key, Command::Close { conn_id: h.conn_id });

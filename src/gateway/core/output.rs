@@ -90,11 +90,13 @@ impl<T: Read + Write> Core<T> {
             return;
         }
         self.queue_raw(key, &bytes);
-        self.check_cap(key);
     }
 
-    /// Closes `key` as a slow consumer if its queue passed its cap.
-    pub(super) fn check_cap(&mut self, key: usize) {
+    /// Closes `key` as a slow consumer if its queue is past its cap after a
+    /// write attempt: what the peer did not take. (Judged at flush time, so
+    /// a burst routed within one turn is not mistaken for a slow reader;
+    /// one turn's burst is bounded by the per-turn read budget.)
+    fn check_cap(&mut self, key: usize) {
         let c = &self.conns[key];
         let cap = self.cfg.side(c.side);
         if c.doomed.is_none()
@@ -117,7 +119,6 @@ impl<T: Read + Write> Core<T> {
                 c.out.end_message();
             }
             self.mark_dirty(dest);
-            self.check_cap(dest);
         }
         self.wake_waiters(dest);
     }
@@ -181,6 +182,13 @@ impl<T: Read + Write> Core<T> {
     }
 
     fn flush(&mut self, key: usize) {
+        self.write_some(key);
+        if self.conns.contains(key) {
+            self.check_cap(key);
+        }
+    }
+
+    fn write_some(&mut self, key: usize) {
         let c = &mut self.conns[key];
         if c.doomed.is_some() || !c.writable {
             return;
