@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
                 let mut again = Vec::new();
                 wire::encode_frame(&mut again, frame.conn_id, frame.message);
                 assert_eq!(&again[..], &rest[..n]);
-                let header = wire::decode_header(rest, max_packet).unwrap().complete().unwrap();
+                let header = wire::decode_header(rest, max_packet)
+                    .unwrap()
+                    .complete()
+                    .unwrap();
                 assert_eq!(header.frame_len(), n);
                 rest = &rest[n..];
             }

@@ -12,6 +12,7 @@
 //! connection the core keeps under `key`.
 
 pub mod core;
+pub mod mem;
 mod stats;
 mod vconn;
 

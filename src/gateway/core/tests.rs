@@ -1,85 +1,15 @@
 //! The core on a virtual clock with in-memory connections: every rule of
 //! PROTOCOL.md §4–6, without sockets or sleeps.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::Core;
 use crate::config::{Config, Side};
+use crate::gateway::mem::MemPipe;
 use crate::gateway::stats::{CloseReason, ProtocolError};
 use crate::wire::{self, Challenge, Command, CommandError, Status, CHALLENGE_LEN};
 
-#[derive(Default)]
-struct PipeState {
-    /// Bytes the peer sent, for the core to read.
-    inbox: VecDeque<u8>,
-    /// Bytes the core wrote, for the peer to read.
-    outbox: Vec<u8>,
-    /// The peer closed its end.
-    eof: bool,
-    /// How many more bytes the core may write before `WouldBlock`.
-    write_room: Option<usize>,
-}
-
-/// One in-memory connection; the core holds one clone, the test the other.
-#[derive(Clone, Default)]
-pub(crate) struct Pipe(Rc<RefCell<PipeState>>);
-
-impl Read for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut s = self.0.borrow_mut();
-        if s.inbox.is_empty() {
-            return if s.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = buf.len().min(s.inbox.len());
-        for (b, x) in buf.iter_mut().zip(s.inbox.drain(..n)) {
-            *b = x;
-        }
-        Ok(n)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut s = self.0.borrow_mut();
-        let n = match s.write_room {
-            Some(0) => return Err(io::ErrorKind::WouldBlock.into()),
-            Some(room) => buf.len().min(room),
-            None => buf.len(),
-        };
-        if let Some(room) = s.write_room.as_mut() {
-            *room -= n;
-        }
-        s.outbox.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let mut total = 0;
-        for b in bufs {
-            match self.write(b) {
-                Ok(n) => {
-                    total += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(total)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+type Pipe = MemPipe;
 
 /// What a peer received, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +27,7 @@ struct Peer {
 
 impl Peer {
     fn send(&self, bytes: &[u8]) {
-        self.pipe.0.borrow_mut().inbox.extend(bytes);
+        self.pipe.send(bytes);
     }
     fn send_cmd(&self, cmd: Command) {
         self.send(&cmd.to_bytes());
@@ -108,11 +38,11 @@ impl Peer {
         self.send(&out);
     }
     fn hang_up(&self) {
-        self.pipe.0.borrow_mut().eof = true;
+        self.pipe.hang_up();
     }
     fn raw(&mut self) -> Vec<u8> {
         let mut all = std::mem::take(&mut self.pending);
-        all.append(&mut self.pipe.0.borrow_mut().outbox);
+        all.extend(self.pipe.take_output());
         all
     }
     /// Every whole frame received since the last call.
@@ -132,7 +62,7 @@ impl Peer {
         out
     }
     fn set_write_room(&self, room: Option<usize>) {
-        self.pipe.0.borrow_mut().write_room = room;
+        self.pipe.set_write_room(room);
     }
 }
 
@@ -230,7 +160,7 @@ impl Harness {
     fn reason(&self, p: &Peer) -> Option<CloseReason> {
         self.closed
             .iter()
-            .find(|(pipe, _)| Rc::ptr_eq(&pipe.0, &p.pipe.0))
+            .find(|(pipe, _)| pipe.same(&p.pipe))
             .map(|(_, r)| *r)
     }
 
