@@ -39,9 +39,10 @@ impl MemPipe {
         self.0.borrow_mut().eof = true;
     }
 
-    /// Takes everything written to the peer so far.
+    /// Takes everything written to the peer so far. The pipe keeps its
+    /// buffer's capacity, so the core's later writes need not allocate.
     pub fn take_output(&self) -> Vec<u8> {
-        std::mem::take(&mut self.0.borrow_mut().outbox)
+        self.0.borrow_mut().outbox.drain(..).collect()
     }
 
     /// Limits how many more bytes the core may write (`None`: no limit).

@@ -125,6 +125,11 @@ impl RawPeer {
         p
     }
 
+    /// Wraps a stream that is already connected.
+    pub fn from_stream(stream: TcpStream) -> RawPeer {
+        RawPeer::new(stream)
+    }
+
     fn new(stream: TcpStream) -> RawPeer {
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
