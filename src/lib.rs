@@ -9,12 +9,14 @@
 //! - [`gateway`]: the routing core (no I/O, time passed in) and the mio
 //!   driver [`Gateway`] that applications embed in their own loop;
 //! - [`config`]: the gateway's settings with the defaults of the `fastway`
-//!   command.
+//!   command;
+//! - [`cli`]: the `fastway` command's flags, listeners and operator commands.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod buf;
+pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod wire;

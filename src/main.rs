@@ -1,23 +1,180 @@
 //! `fastway`: the gateway command, a drop-in replacement for the Go binary.
+//!
+//! Parses the flags, binds the listeners, writes `fastway.pid`, and runs the
+//! gateway in one mio loop together with the signals: SIGTERM/SIGINT drain
+//! and exit, SIGUSR1 runs the command in `fastway.cmd`.
 
+mod profiler;
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-const USAGE: &str = "\
-usage: fastway [flags]
+use log::{error, info, warn};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+use uniway::cli::command::{self, OpCommand};
+use uniway::cli::{self, listen, Options, Parsed};
+use uniway::{Gateway, Side, TokenRange};
 
-uniway's fastway gateway. The command line of CLI.md is not wired yet:
-this build only answers -help.
-";
+const SIGNALS: Token = Token(0);
+const GATEWAY_TOKENS: TokenRange = TokenRange {
+    start: 1,
+    len: 1 << 30,
+};
+/// How long a shutdown may spend flushing queued bytes.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+const PID_FILE: &str = "fastway.pid";
+const CMD_FILE: &str = "fastway.cmd";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| matches!(a.as_str(), "-h" | "-help" | "--help" | "--h"))
-    {
-        print!("{USAGE}");
-        return ExitCode::SUCCESS;
+    let opts = match cli::parse(std::env::args_os().skip(1).collect()) {
+        Ok(Parsed::Help) => {
+            print!("{}", cli::usage());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(opts)) => opts,
+        Err(e) => {
+            eprintln!("fastway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    match run(*opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(1)
+        }
     }
-    eprintln!("fastway: the gateway is not wired into this command yet (see -help)");
-    ExitCode::from(2)
+}
+
+/// Removes the pid file when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create() -> io::Result<PidFile> {
+        let path = PathBuf::from(PID_FILE);
+        fs::write(&path, format!("{}\n", std::process::id()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+fn run(opts: Options) -> Result<(), String> {
+    let client = listen::bind(&opts.client_addr, opts.reuse_port)
+        .map_err(|e| format!("cannot listen on ClientAddr {}: {e}", opts.client_addr))?;
+    let server = listen::bind(&opts.server_addr, opts.reuse_port)
+        .map_err(|e| format!("cannot listen on ServerAddr {}: {e}", opts.server_addr))?;
+    let mut poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
+    let mut gw = Gateway::new(opts.config, GATEWAY_TOKENS).map_err(|e| e.to_string())?;
+    gw.listen(poll.registry(), Side::Client, client)
+        .map_err(|e| format!("client listener: {e}"))?;
+    gw.listen(poll.registry(), Side::Server, server)
+        .map_err(|e| format!("server listener: {e}"))?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)
+        .map_err(|e| format!("cannot watch signals: {e}"))?;
+    let _pid = PidFile::create().map_err(|e| format!("cannot write {PID_FILE}: {e}"))?;
+    info!("fastway running, pid {}", std::process::id());
+
+    let started = Instant::now();
+    let mut profiler = profiler::Profiler::default();
+    let mut drain_until: Option<Instant> = None;
+    let mut events = Events::with_capacity(1024);
+    loop {
+        let now = Instant::now();
+        let mut timeout = gw.poll_timeout(now);
+        if let Some(until) = drain_until {
+            let left = until
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(format!("poll failed: {e}"));
+            }
+        }
+        let now = Instant::now();
+        for ev in events.iter() {
+            if ev.token() != SIGNALS {
+                gw.handle_event(poll.registry(), ev, now);
+                continue;
+            }
+            for sig in signals.pending() {
+                match sig {
+                    SIGUSR1 => run_command_file(&gw, &mut profiler, started),
+                    _ if drain_until.is_none() => {
+                        info!("signal {sig}: shutting down, flushing queued data");
+                        gw.shutdown(poll.registry());
+                        drain_until = Some(now + DRAIN_LIMIT);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        gw.handle_timeout(poll.registry(), Instant::now());
+        if let Some(until) = drain_until {
+            let drained = gw.is_drained();
+            if drained || Instant::now() >= until {
+                if !drained {
+                    warn!("shutdown: gave up flushing after {DRAIN_LIMIT:?}");
+                }
+                gw.close_all(poll.registry());
+                info!("fastway stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn run_command_file(gw: &Gateway, profiler: &mut profiler::Profiler, started: Instant) {
+    let text = match fs::read_to_string(CMD_FILE) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!("SIGUSR1: cannot read {CMD_FILE}: {e}");
+            return;
+        }
+    };
+    let cmd = match command::parse_command(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("SIGUSR1: {e} in {CMD_FILE}; known: cpuprof start|stop, lookup stats|conns|heap");
+            return;
+        }
+    };
+    let write = |file: &str, body: String| match fs::write(file, body) {
+        Ok(()) => info!("{file} written"),
+        Err(e) => warn!("cannot write {file}: {e}"),
+    };
+    match cmd {
+        OpCommand::LookupStats => write("fastway.stats", command::render_stats(&gw.stats())),
+        OpCommand::LookupConns => write(
+            "fastway.conns",
+            command::render_conns(&gw.conns(Instant::now())),
+        ),
+        OpCommand::LookupHeap => write(
+            "fastway.heap.prof",
+            command::render_heap(&gw.stats(), command::rss_bytes(), started.elapsed()),
+        ),
+        OpCommand::CpuprofStart => profiler.start(),
+        OpCommand::CpuprofStop => profiler.stop("fastway.cpu.prof"),
+        OpCommand::GoOnly(name, instead) => {
+            info!("{name}: Go runtime only, no meaning in this gateway; {instead}")
+        }
+    }
 }

@@ -232,6 +232,31 @@ impl Gateway {
         }
     }
 
+    /// Starts a graceful shutdown: the listeners close, nothing more is read,
+    /// every vconn is closed and both its ends told. Keep calling
+    /// [`handle_timeout`](Self::handle_timeout) until
+    /// [`is_drained`](Self::is_drained) (or a deadline of the caller's), then
+    /// call [`close_all`](Self::close_all).
+    pub fn shutdown(&mut self, registry: &Registry) {
+        for mut l in self.listeners.drain(..) {
+            let _ = registry.deregister(&mut l.socket);
+        }
+        self.core.begin_shutdown();
+    }
+
+    /// Whether every queued byte has been written since [`shutdown`](Self::shutdown).
+    pub fn is_drained(&self) -> bool {
+        self.core.is_drained()
+    }
+
+    /// Closes every connection at once.
+    pub fn close_all(&mut self, registry: &Registry) {
+        self.core.close_all();
+        for (mut stream, _) in self.core.take_closed() {
+            let _ = registry.deregister(&mut stream);
+        }
+    }
+
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
         self.core.stats()

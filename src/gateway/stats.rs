@@ -150,3 +150,48 @@ pub struct Stats {
     /// Total: connections closed by socket errors or EOF.
     pub peer_closes: u64,
 }
+
+impl Stats {
+    /// Every counter and gauge by name, in declaration order.
+    pub fn fields(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("clients", self.clients as u64),
+            ("servers", self.servers as u64),
+            ("vconns", self.vconns as u64),
+            ("queued_bytes", self.queued_bytes as u64),
+            ("pool_pages", self.pool.pages as u64),
+            ("pool_page_bytes", self.pool.page_bytes as u64),
+            ("pool_chunks_in_use", self.pool.chunks_in_use as u64),
+            ("pool_bytes_in_use", self.pool.bytes_in_use as u64),
+            ("clients_accepted", self.clients_accepted),
+            ("servers_accepted", self.servers_accepted),
+            ("servers_authenticated", self.servers_authenticated),
+            ("accept_errors", self.accept_errors),
+            ("accept_full", self.accept_full),
+            ("frames_from_clients", self.frames_from_clients),
+            ("frames_from_servers", self.frames_from_servers),
+            ("bytes_from_clients", self.bytes_from_clients),
+            ("bytes_from_servers", self.bytes_from_servers),
+            ("bytes_to_clients", self.bytes_to_clients),
+            ("bytes_to_servers", self.bytes_to_servers),
+            ("dials", self.dials),
+            ("refused_unknown", self.refused_unknown),
+            ("refused_limit", self.refused_limit),
+            ("closes", self.closes),
+            ("closes_ignored", self.closes_ignored),
+            ("pings", self.pings),
+            ("frames_on_dead_vconns", self.frames_on_dead_vconns),
+            ("bad_frames", self.bad_frames),
+            ("bad_commands", self.bad_commands),
+            ("spoofs", self.spoofs),
+            ("auth_failures", self.auth_failures),
+            ("handshake_timeouts", self.handshake_timeouts),
+            ("idle_timeouts", self.idle_timeouts),
+            ("slow_consumers", self.slow_consumers),
+            ("servers_replaced", self.servers_replaced),
+            ("paused", self.paused),
+            ("truncated_frames", self.truncated_frames),
+            ("peer_closes", self.peer_closes),
+        ]
+    }
+}

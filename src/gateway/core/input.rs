@@ -49,6 +49,9 @@ enum Route {
 impl<T: Read + Write> Core<T> {
     /// Reads from and processes connection `key`, a bounded amount.
     pub(super) fn process_input(&mut self, key: usize, now: Instant) {
+        if self.draining {
+            return;
+        }
         let mut reads = 0;
         loop {
             if let Flow::Stop = self.take_input(key, now) {

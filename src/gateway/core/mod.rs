@@ -96,6 +96,8 @@ pub struct Core<T> {
     doomed: Vec<usize>,
     closed: Vec<(T, CloseReason)>,
     stats: Stats,
+    /// Shutting down: nothing more is read, queues are being flushed.
+    draining: bool,
 }
 
 impl<T: Read + Write> Core<T> {
@@ -125,6 +127,7 @@ impl<T: Read + Write> Core<T> {
             doomed: Vec::new(),
             closed: Vec::new(),
             stats: Stats::default(),
+            draining: false,
         }
     }
 
@@ -284,6 +287,41 @@ impl<T: Read + Write> Core<T> {
 
     pub(crate) fn stats_mut(&mut self) -> &mut Stats {
         &mut self.stats
+    }
+
+    /// Starts shutting down: input is no longer read, a large frame being
+    /// forwarded is completed, every vconn is closed and both its ends are
+    /// told. Queued bytes keep flushing on later turns; see
+    /// [`is_drained`](Self::is_drained) and [`close_all`](Self::close_all).
+    pub fn begin_shutdown(&mut self) {
+        self.draining = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for &key in &keys {
+            self.finish_stream(key);
+        }
+        let vconns: Vec<(u32, [usize; 2])> = self.vconns.all().collect();
+        for (conn_id, ends) in vconns {
+            self.remove_vconn(conn_id, ends);
+            for end in ends {
+                self.queue_command(end, Command::Close { conn_id });
+            }
+        }
+    }
+
+    /// Whether every live connection's queue has been written out.
+    pub fn is_drained(&self) -> bool {
+        self.conns
+            .iter()
+            .all(|(_, c)| c.out.is_empty() || c.doomed.is_some())
+    }
+
+    /// Closes every connection now (reason [`CloseReason::Shutdown`]).
+    pub fn close_all(&mut self) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.doom(key, CloseReason::Shutdown);
+        }
+        self.reap();
     }
 
     /// Counters, with gauges filled in.

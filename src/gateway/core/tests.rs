@@ -649,3 +649,33 @@ fn idle_connections_hold_no_buffers() {
     assert_eq!(s.recv().len(), 50);
     assert_eq!(h.core.stats().pool.chunks_in_use, 0);
 }
+
+#[test]
+fn shutdown_flushes_queued_data_then_closes_every_vconn() {
+    let mut h = Harness::new();
+    let mut s = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut s, 1);
+    c.set_write_room(Some(0));
+    s.send_data(v, b"queued before shutdown");
+    h.turn();
+    h.core.begin_shutdown();
+    s.send_data(v, b"sent after shutdown: not read");
+    h.turn();
+    assert!(!h.core.is_drained());
+    assert_eq!(s.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
+    c.set_write_room(None);
+    h.turn();
+    assert!(h.core.is_drained());
+    assert_eq!(
+        c.recv(),
+        vec![
+            Got::Data(v, b"queued before shutdown".to_vec()),
+            Got::Cmd(Command::Close { conn_id: v })
+        ]
+    );
+    h.core.close_all();
+    h.closed.extend(h.core.take_closed());
+    assert!(h.core.is_empty());
+    assert_eq!(h.reason(&c), Some(CloseReason::Shutdown));
+}

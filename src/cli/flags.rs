@@ -1,0 +1,405 @@
+//! The `fastway` command line: every flag of CLI.md with its default, in
+//! Go's `flag` syntax (`-Name=value`, `-Name value`, `--Name=value`, a bare
+//! boolean flag meaning true), mapped onto [`Config`].
+//!
+//! Arguments are first rewritten into the double-dash, `=`-joined form that
+//! `pico-args` reads, then each flag is taken out by name; whatever is left
+//! is an unknown flag.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+use super::value::{parse_bool, parse_count, parse_duration, parse_size};
+use crate::config::Config;
+
+/// What a flag's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true`/`false`; alone it means true.
+    Bool,
+    /// A byte count with an optional K/M suffix.
+    Size,
+    /// A whole number.
+    Count,
+    /// A Go duration.
+    Duration,
+    /// Free text (addresses, keys, names).
+    Text,
+}
+
+/// One flag of the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    /// `--Name`: the name after two dashes, the form `pico-args` looks for.
+    pub key: &'static str,
+    /// What its value is.
+    pub kind: Kind,
+    /// The default, as `-help` shows it.
+    pub default: &'static str,
+    /// What it does.
+    pub help: &'static str,
+}
+
+impl Flag {
+    /// The name, as written after the dash.
+    pub fn name(&self) -> &'static str {
+        &self.key[2..]
+    }
+}
+
+const fn flag(key: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
+    Flag {
+        key,
+        kind,
+        default,
+        help,
+    }
+}
+
+/// Every flag, in the order `-help` lists them.
+pub const FLAGS: &[Flag] = &[
+    flag("--ReusePort", Kind::Bool, "false", "bind listeners with SO_REUSEPORT so several gateways can share the client port"),
+    flag("--MaxPacket", Kind::Size, "512K", "largest frame Length accepted"),
+    flag("--MemPoolType", Kind::Text, "atom", "buffer pool variant: sync, atom or chan (one pool in a single-threaded reactor; all three mean the same)"),
+    flag("--MemPoolFactor", Kind::Count, "2", "growth factor between pool chunk size classes"),
+    flag("--MemPoolMaxChunk", Kind::Size, "64K", "largest pooled chunk"),
+    flag("--MemPoolMinChunk", Kind::Size, "64", "smallest pooled chunk"),
+    flag("--MemPoolPageSize", Kind::Size, "1M", "size of each pool page from which chunks are cut"),
+    flag("--ClientAddr", Kind::Text, ":0", "address clients connect to"),
+    flag("--ClientMaxConn", Kind::Count, "16", "most vconns one client may have"),
+    flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
+    flag("--ClientIdleTimeout", Kind::Duration, "30s", "close a client silent for this long; clients must ping sooner"),
+    flag("--ClientSendChanSize", Kind::Count, "1000", "most messages queued to one client before it counts as a slow consumer"),
+    flag("--ClientSnetEnable", Kind::Bool, "false", "speak snet with clients (not supported by this build)"),
+    flag("--ClientSnetEncrypt", Kind::Bool, "false", "encrypt client snet streams"),
+    flag("--ClientSnetBuffer", Kind::Size, "32K", "snet resend buffer per client connection"),
+    flag("--ClientSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for clients"),
+    flag("--ClientSnetWaitTimeout", Kind::Duration, "60s", "how long a broken client snet link waits for a reconnect"),
+    flag("--ServerAddr", Kind::Text, ":0", "address servers connect to"),
+    flag("--ServerAuthKey", Kind::Text, "", "shared key servers prove in the handshake (alias: ServerAuthPassword)"),
+    flag("--ServerAuthPassword", Kind::Text, "", "alias of ServerAuthKey"),
+    flag("--ServerBufferSize", Kind::Size, "64K", "read buffer size per server connection"),
+    flag("--ServerIdleTimeout", Kind::Duration, "30s", "close a server silent for this long"),
+    flag("--ServerSendChanSize", Kind::Count, "100000", "most messages queued to one server"),
+    flag("--ServerSnetEnable", Kind::Bool, "false", "speak snet with servers (not supported by this build)"),
+    flag("--ServerSnetEncrypt", Kind::Bool, "false", "encrypt server snet streams"),
+    flag("--ServerSnetBuffer", Kind::Size, "1M", "snet resend buffer per server connection"),
+    flag("--ServerSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for servers"),
+    flag("--ServerSnetWaitTimeout", Kind::Duration, "60s", "how long a broken server snet link waits for a reconnect"),
+];
+
+/// Everything the command line decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The gateway's configuration.
+    pub config: Config,
+    /// Where clients connect, as given (`:0`, `host:port`).
+    pub client_addr: String,
+    /// Where servers connect, as given.
+    pub server_addr: String,
+    /// Bind with SO_REUSEPORT.
+    pub reuse_port: bool,
+    /// `MemPoolType`, accepted for compatibility.
+    pub pool_type: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            config: Config::default(),
+            client_addr: ":0".into(),
+            server_addr: ":0".into(),
+            reuse_port: false,
+            pool_type: "atom".into(),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Print the usage and exit 0.
+    Help,
+    /// Run the gateway.
+    Run(Box<Options>),
+}
+
+/// A command line that cannot be run, in one line naming the flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagError(pub String);
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+fn find(name: &str) -> Option<&'static Flag> {
+    FLAGS.iter().find(|f| f.name() == name)
+}
+
+/// Rewrites Go-style arguments into `--Name=value` form. Returns `None` if
+/// help was asked for.
+fn normalize(args: Vec<OsString>) -> Result<Option<Vec<OsString>>, FlagError> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        let Some(text) = arg.to_str() else {
+            return Err(FlagError(format!("argument {arg:?} is not valid UTF-8")));
+        };
+        if text == "--" {
+            out.extend(iter.by_ref());
+            break;
+        }
+        let Some(body) = text.strip_prefix("--").or_else(|| text.strip_prefix('-')) else {
+            return Err(FlagError(format!(
+                "unexpected argument {text:?} (flags start with -)"
+            )));
+        };
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        if matches!(name, "h" | "help") {
+            return Ok(None);
+        }
+        let Some(spec) = find(name) else {
+            return Err(FlagError(format!("flag provided but not defined: -{name}")));
+        };
+        let value = match (value, spec.kind) {
+            (Some(v), _) => v,
+            (None, Kind::Bool) => "true".to_string(),
+            (None, _) => match iter.next() {
+                Some(v) => v.into_string().map_err(|v| {
+                    FlagError(format!("flag -{name}: value {v:?} is not valid UTF-8"))
+                })?,
+                None => return Err(FlagError(format!("flag needs an argument: -{name}"))),
+            },
+        };
+        out.push(format!("--{name}={value}").into());
+    }
+    Ok(Some(out))
+}
+
+/// Parses the command line (without the program name).
+pub fn parse(args: Vec<OsString>) -> Result<Parsed, FlagError> {
+    let Some(args) = normalize(args)? else {
+        return Ok(Parsed::Help);
+    };
+    let mut given: Vec<(&'static Flag, String)> = Vec::new();
+    let mut pargs = pico_args::Arguments::from_vec(args);
+    for spec in FLAGS {
+        // Go lets a later occurrence override an earlier one.
+        while let Some(v) = pargs
+            .opt_value_from_str::<_, String>(spec.key)
+            .map_err(|e| FlagError(format!("flag -{}: {e}", spec.name())))?
+        {
+            given.retain(|(f, _)| f.name() != spec.name());
+            given.push((spec, v));
+        }
+    }
+    if let Some(extra) = pargs.finish().first() {
+        return Err(FlagError(format!("unexpected argument {extra:?}")));
+    }
+    let mut opts = Options::default();
+    for (spec, value) in given {
+        apply(&mut opts, spec, &value).map_err(|e| {
+            FlagError(format!(
+                "invalid value {value:?} for flag -{}: {e}",
+                spec.name()
+            ))
+        })?;
+    }
+    opts.config
+        .validate()
+        .map_err(|e| FlagError(format!("invalid flag -{e}")))?;
+    Ok(Parsed::Run(Box::new(opts)))
+}
+
+fn usize_of(n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| "too large".to_string())
+}
+
+fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
+    let c = &mut o.config;
+    let size = || parse_size(v).and_then(usize_of);
+    let count = || parse_count(v).and_then(usize_of);
+    let dur = || parse_duration(v);
+    let unsupported = |on: bool| -> Result<(), String> {
+        if on {
+            Err("snet is not supported by this build of fastway".into())
+        } else {
+            Ok(())
+        }
+    };
+    match spec.name() {
+        "ReusePort" => o.reuse_port = parse_bool(v)?,
+        "MaxPacket" => {
+            c.max_packet = u32::try_from(parse_size(v)?).map_err(|_| "must fit in 32 bits")?
+        }
+        "MemPoolType" => match v {
+            "sync" | "atom" | "chan" => o.pool_type = v.to_string(),
+            _ => return Err("must be sync, atom or chan".into()),
+        },
+        "MemPoolFactor" => c.pool.factor = count()?,
+        "MemPoolMaxChunk" => c.pool.max_chunk = size()?,
+        "MemPoolMinChunk" => c.pool.min_chunk = size()?,
+        "MemPoolPageSize" => c.pool.page_size = size()?,
+        "ClientAddr" => o.client_addr = v.to_string(),
+        "ServerAddr" => o.server_addr = v.to_string(),
+        "ClientMaxConn" => {
+            c.client.max_vconns =
+                Some(u32::try_from(parse_count(v)?).map_err(|_| "must fit in 32 bits")?)
+        }
+        "ClientBufferSize" => c.client.buffer_size = size()?,
+        "ServerBufferSize" => c.server.buffer_size = size()?,
+        "ClientIdleTimeout" => c.client.idle_timeout = nonzero(dur()?)?,
+        "ServerIdleTimeout" => c.server.idle_timeout = nonzero(dur()?)?,
+        "ClientSendChanSize" => c.client.send_queue_msgs = count()?,
+        "ServerSendChanSize" => c.server.send_queue_msgs = count()?,
+        "ServerAuthKey" | "ServerAuthPassword" => c.auth_key = v.as_bytes().to_vec(),
+        "ClientSnetEnable" | "ServerSnetEnable" => unsupported(parse_bool(v)?)?,
+        "ClientSnetEncrypt" | "ServerSnetEncrypt" => {
+            parse_bool(v)?;
+        }
+        "ClientSnetBuffer" | "ServerSnetBuffer" => {
+            size()?;
+        }
+        "ClientSnetInitTimeout"
+        | "ServerSnetInitTimeout"
+        | "ClientSnetWaitTimeout"
+        | "ServerSnetWaitTimeout" => {
+            dur()?;
+        }
+        other => return Err(format!("flag {other} has no meaning here")),
+    }
+    Ok(())
+}
+
+fn nonzero(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        Err("must be greater than zero".into())
+    } else {
+        Ok(d)
+    }
+}
+
+/// The text `-help` prints: every flag with its default and meaning.
+pub fn usage() -> String {
+    let mut s = String::from(
+        "Usage of fastway:\n\
+         uniway's fastway: a game-server gateway, wire-compatible with the Go fastway.\n\
+         Flags use Go syntax: -Name=value, -Name value, --Name=value; a boolean flag\n\
+         alone means true. Durations: 30s, 1m30s, 500ms. Sizes: 65536, 64K, 1M.\n\n",
+    );
+    for f in FLAGS {
+        let kind = match f.kind {
+            Kind::Bool => "",
+            Kind::Size => " size",
+            Kind::Count => " int",
+            Kind::Duration => " duration",
+            Kind::Text => " string",
+        };
+        s.push_str(&format!(
+            "  -{}{kind}\n    \t{} (default {:?})\n",
+            f.name(),
+            f.help,
+            f.default
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Options, FlagError> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_cli_md() {
+        let o = run(&[]).unwrap();
+        assert_eq!(o, Options::default());
+        assert_eq!(o.config, Config::default());
+        assert_eq!(o.client_addr, ":0");
+        assert!(!o.reuse_port);
+    }
+
+    #[test]
+    fn go_syntax_forms() {
+        let o = run(&[
+            "-ClientAddr=127.0.0.1:4000",
+            "-ServerAddr",
+            "127.0.0.1:4001",
+            "--MaxPacket=1M",
+            "-ReusePort",
+            "-ClientIdleTimeout=1m30s",
+            "-ServerAuthPassword",
+            "pw",
+            "-ClientMaxConn=4",
+            "-ServerBufferSize=128K",
+        ])
+        .unwrap();
+        assert_eq!(o.client_addr, "127.0.0.1:4000");
+        assert_eq!(o.server_addr, "127.0.0.1:4001");
+        assert_eq!(o.config.max_packet, 1 << 20);
+        assert!(o.reuse_port);
+        assert_eq!(o.config.client.idle_timeout, Duration::from_secs(90));
+        assert_eq!(o.config.auth_key, b"pw");
+        assert_eq!(o.config.client.max_vconns, Some(4));
+        assert_eq!(o.config.server.buffer_size, 128 * 1024);
+        assert!(!run(&["-ReusePort=false"]).unwrap().reuse_port);
+        assert_eq!(run(&["-ServerAuthKey=k"]).unwrap().config.auth_key, b"k");
+        // A later occurrence wins, as in Go.
+        assert_eq!(
+            run(&["-ClientMaxConn=2", "-ClientMaxConn=3"])
+                .unwrap()
+                .config
+                .client
+                .max_vconns,
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn help_forms() {
+        for h in ["-h", "-help", "--help", "--h"] {
+            assert_eq!(parse(vec![OsString::from(h)]), Ok(Parsed::Help));
+        }
+        let text = usage();
+        for f in FLAGS {
+            assert!(text.contains(&format!("-{}", f.name())), "{}", f.name());
+        }
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let cases = [
+            (&["-Nope"][..], "-Nope"),
+            (&["-MaxPacket=lots"], "-MaxPacket"),
+            (&["-MaxPacket=8G"], "-MaxPacket"),
+            (&["-ClientIdleTimeout=30"], "-ClientIdleTimeout"),
+            (&["-ClientIdleTimeout=0s"], "-ClientIdleTimeout"),
+            (&["-ReusePort=maybe"], "-ReusePort"),
+            (&["-MemPoolType=heap"], "-MemPoolType"),
+            (&["-ClientAddr"], "-ClientAddr"),
+            (&["-ClientMaxConn=0"], "ClientMaxConn"),
+            (&["-MemPoolFactor=1"], "MemPoolFactor"),
+            (&["-ClientSnetEnable"], "-ClientSnetEnable"),
+            (&["stray"], "stray"),
+        ];
+        for (args, name) in cases {
+            let e = run(args).unwrap_err();
+            assert!(e.0.contains(name), "{args:?}: {e}");
+            assert!(!e.0.contains('\n'), "one line: {e}");
+        }
+    }
+}

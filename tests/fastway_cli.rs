@@ -1,0 +1,390 @@
+//! The built `fastway` binary: flags, help, pid file, logged addresses,
+//! operator commands, signals, SO_REUSEPORT.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Got, RawPeer, DEADLINE};
+use uniway::wire::{self, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fastway");
+
+/// Every flag CLI.md documents.
+const CLI_MD_FLAGS: &[&str] = &[
+    "ReusePort",
+    "MaxPacket",
+    "MemPoolType",
+    "MemPoolFactor",
+    "MemPoolMaxChunk",
+    "MemPoolMinChunk",
+    "MemPoolPageSize",
+    "ClientAddr",
+    "ClientMaxConn",
+    "ClientBufferSize",
+    "ClientIdleTimeout",
+    "ClientSendChanSize",
+    "ClientSnetEnable",
+    "ClientSnetEncrypt",
+    "ClientSnetBuffer",
+    "ClientSnetInitTimeout",
+    "ClientSnetWaitTimeout",
+    "ServerAddr",
+    "ServerAuthKey",
+    "ServerAuthPassword",
+    "ServerBufferSize",
+    "ServerIdleTimeout",
+    "ServerSendChanSize",
+    "ServerSnetEnable",
+    "ServerSnetEncrypt",
+    "ServerSnetBuffer",
+    "ServerSnetInitTimeout",
+    "ServerSnetWaitTimeout",
+];
+
+/// A fresh working directory for one process.
+fn workdir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "fastway-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running `fastway` with its log lines.
+struct Fastway {
+    child: Child,
+    dir: PathBuf,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+    client: SocketAddr,
+    server: SocketAddr,
+}
+
+impl Fastway {
+    fn start(args: &[&str]) -> Fastway {
+        Fastway::start_in(workdir(), args)
+    }
+
+    fn start_in(dir: PathBuf, args: &[&str]) -> Fastway {
+        let mut child = Process::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut fw = Fastway {
+            child,
+            dir,
+            lines,
+            log: Vec::new(),
+            client: "0.0.0.0:0".parse().unwrap(),
+            server: "0.0.0.0:0".parse().unwrap(),
+        };
+        fw.client = fw.wait_addr("client listener at ");
+        fw.server = fw.wait_addr("server listener at ");
+        fw.wait_log("fastway running");
+        fw
+    }
+
+    /// Waits for a log line containing `needle`; returns it.
+    fn wait_log(&mut self, needle: &str) -> String {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let start = Instant::now();
+        loop {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {needle:?}; log so far: {:#?}", self.log),
+            }
+        }
+    }
+
+    fn wait_addr(&mut self, prefix: &str) -> SocketAddr {
+        let line = self.wait_log(prefix);
+        let text = line.split(prefix).nth(1).unwrap().trim();
+        text.parse().unwrap()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Process::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Writes `fastway.cmd`, sends SIGUSR1, waits for the log line `done`.
+    fn command(&mut self, cmd: &str, done: &str) -> String {
+        std::fs::write(self.dir.join("fastway.cmd"), cmd).unwrap();
+        self.log.retain(|l| !l.contains(done));
+        self.signal("-USR1");
+        self.wait_log(done)
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "fastway did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("fastway.pid")
+    }
+}
+
+impl Drop for Fastway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn loopback() -> [&'static str; 2] {
+    ["-ClientAddr=127.0.0.1:0", "-ServerAddr=127.0.0.1:0"]
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    for h in ["-h", "-help", "--help"] {
+        let out = Process::new(BIN).arg(h).output().unwrap();
+        assert!(out.status.success(), "{h}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for name in CLI_MD_FLAGS {
+            assert!(text.contains(&format!("-{name}")), "{h}: -{name} missing");
+        }
+        for default in ["\"512K\"", "\"atom\"", "\"30s\"", "\"100000\"", "\":0\""] {
+            assert!(text.contains(default), "{h}: default {default} missing");
+        }
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line_and_bind_nothing() {
+    // A port that is free now; a bad command line must leave it free.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = format!("-ClientAddr=127.0.0.1:{port}");
+    let cases: &[(&[&str], &str)] = &[
+        (&["-NoSuchFlag"], "NoSuchFlag"),
+        (&["-MaxPacket=huge"], "MaxPacket"),
+        (&["-ClientIdleTimeout=30"], "ClientIdleTimeout"),
+        (&["-MemPoolType=heap"], "MemPoolType"),
+        (&["-ClientMaxConn=-1"], "ClientMaxConn"),
+        (&["-ServerSendChanSize"], "ServerSendChanSize"),
+    ];
+    for (args, name) in cases {
+        let dir = workdir();
+        let out = Process::new(BIN)
+            .arg(&client)
+            .args(*args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(name), "{args:?}: {err}");
+        assert!(
+            !dir.join("fastway.pid").exists(),
+            "{args:?} wrote a pid file"
+        );
+        TcpListener::bind(("127.0.0.1", port)).expect("the port was bound");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn pid_file_and_logged_ephemeral_ports() {
+    let mut fw = Fastway::start(&loopback());
+    let pid: u32 = std::fs::read_to_string(fw.pid_file())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, fw.child.id());
+    assert_ne!(fw.client.port(), 0);
+    // Both logged addresses are reachable and speak the protocol.
+    let mut server = RawPeer::server(fw.server, 1, b"");
+    let mut client = RawPeer::client(fw.client);
+    let v = client.dial(1);
+    assert_eq!(server.expect_connect().0, v);
+    client.send_data(v, b"hi");
+    assert_eq!(server.recv(), Got::Data(v, b"hi".to_vec()));
+    fw.signal("-TERM");
+    assert!(fw.wait_exit().success());
+    assert!(!fw.pid_file().exists(), "pid file left behind");
+    fw.wait_log("fastway stopped");
+}
+
+fn read_file(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+fn stat(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn lookup_commands_report_a_scripted_exchange() {
+    let mut fw = Fastway::start(&[loopback()[0], loopback()[1], "-ServerAuthKey=sekrit"]);
+    let mut server = RawPeer::server(fw.server, 7, b"sekrit");
+    let mut a = RawPeer::client(fw.client);
+    let mut b = RawPeer::client(fw.client);
+    a.dial(7);
+    a.dial(7);
+    b.dial(7);
+    for _ in 0..3 {
+        server.expect_connect();
+    }
+    b.send_cmd(Command::Dial { remote_id: 99 });
+    assert_eq!(b.recv_cmd(), Command::Refuse { remote_id: 99 });
+
+    fw.command("lookup stats\n", "fastway.stats written");
+    let stats = read_file(&fw.dir, "fastway.stats");
+    assert_eq!(stat(&stats, "clients"), 2);
+    assert_eq!(stat(&stats, "servers"), 1);
+    assert_eq!(stat(&stats, "vconns"), 3);
+    assert_eq!(stat(&stats, "dials"), 4);
+    assert_eq!(stat(&stats, "refused_unknown"), 1);
+    assert_eq!(stat(&stats, "servers_authenticated"), 1);
+
+    fw.command("lookup conns", "fastway.conns written");
+    let conns = read_file(&fw.dir, "fastway.conns");
+    let rows: Vec<Vec<&str>> = conns
+        .lines()
+        .skip(1)
+        .map(|l| l.split(' ').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{conns}");
+    let server_row = rows.iter().find(|r| r[0] == "server").unwrap();
+    assert_eq!((server_row[1], server_row[3]), ("7", "3"), "{conns}");
+    let mut client_vconns: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[0] == "client")
+        .map(|r| r[3])
+        .collect();
+    client_vconns.sort();
+    assert_eq!(client_vconns, ["1", "2"], "{conns}");
+
+    fw.command("lookup heap", "fastway.heap.prof written");
+    assert!(read_file(&fw.dir, "fastway.heap.prof").contains("rss_bytes "));
+    fw.command("lookup goroutine", "Go runtime only");
+    fw.command("make coffee", "unknown command");
+    std::fs::remove_file(fw.dir.join("fastway.cmd")).unwrap();
+    fw.signal("-USR1");
+    fw.wait_log("cannot read fastway.cmd");
+
+    #[cfg(feature = "cpuprof")]
+    {
+        fw.command("cpuprof start", "cpuprof started");
+        for _ in 0..200 {
+            a.send_cmd(Command::Ping);
+            assert_eq!(a.recv_cmd(), Command::Ping);
+        }
+        fw.command("cpuprof stop", "profile written");
+        let prof = std::fs::read(fw.dir.join("fastway.cpu.prof")).unwrap();
+        assert!(!prof.is_empty());
+    }
+    // Still serving after all the commands.
+    b.send_cmd(Command::Ping);
+    assert_eq!(b.recv_cmd(), Command::Ping);
+}
+
+#[test]
+fn sigterm_delivers_queued_data_then_closes_and_exits_0() {
+    let mut fw = Fastway::start(&loopback());
+    let mut server = RawPeer::server(fw.server, 1, b"");
+    let mut client = RawPeer::client(fw.client);
+    let v = client.dial(1);
+    assert_eq!(server.expect_connect().0, v);
+    // The client does not read while the server sends more than the socket
+    // buffers hold, so part of it waits in the gateway's queue.
+    const N: usize = 300;
+    let msg = vec![0x42u8; 8000];
+    let mut burst = Vec::new();
+    for _ in 0..N {
+        wire::encode_frame(&mut burst, v, &msg);
+    }
+    server.send(&burst);
+    server.send_cmd(Command::Ping);
+    assert_eq!(server.recv_cmd(), Command::Ping);
+    fw.signal("-TERM");
+    fw.wait_log("shutting down");
+    for i in 0..N {
+        assert_eq!(client.recv(), Got::Data(v, msg.clone()), "message {i}");
+    }
+    assert_eq!(client.recv_cmd(), Command::Close { conn_id: v });
+    let mut rest = Vec::new();
+    let _ = client.stream.read_to_end(&mut rest);
+    assert!(fw.wait_exit().success());
+}
+
+#[test]
+fn reuse_port_lets_two_gateways_share_the_client_port() {
+    let first = Fastway::start(&[
+        "-ReusePort",
+        "-ClientAddr=127.0.0.1:0",
+        "-ServerAddr=127.0.0.1:0",
+    ]);
+    let port = first.client.port();
+    let client_addr = format!("-ClientAddr=127.0.0.1:{port}");
+    let second = Fastway::start(&["-ReusePort", &client_addr, "-ServerAddr=127.0.0.1:0"]);
+    assert_eq!(second.client.port(), port);
+    // Connections to the shared port are served (by whichever process).
+    for _ in 0..4 {
+        let mut c = RawPeer::client(first.client);
+        c.send_cmd(Command::Ping);
+        assert_eq!(c.recv_cmd(), Command::Ping);
+    }
+    // Without -ReusePort the port is taken.
+    let out = Process::new(BIN)
+        .args([client_addr.as_str(), "-ServerAddr=127.0.0.1:0"])
+        .current_dir(workdir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ClientAddr"));
+}
