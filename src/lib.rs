@@ -10,6 +10,8 @@
 //!   driver [`Gateway`] that applications embed in their own loop;
 //! - [`config`]: the gateway's settings with the defaults of the `fastway`
 //!   command;
+//! - [`endpoint`]: client and server endpoints (a sans-IO core, a mio
+//!   driver for many endpoints, and a blocking API);
 //! - [`cli`]: the `fastway` command's flags, listeners and operator commands.
 
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@
 pub mod buf;
 pub mod cli;
 pub mod config;
+pub mod endpoint;
 pub mod gateway;
 pub mod wire;
 

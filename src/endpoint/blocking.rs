@@ -1,0 +1,663 @@
+//! The blocking endpoint API: `Client`, `Server`, `VirtualConn`, safe to
+//! use from several threads.
+//!
+//! Each endpoint has a reader thread (socket → [`Endpoint`] → per-vconn
+//! queues, dial results, accepted vconns) and a writer thread (one ordered
+//! channel → socket, batching what waits). All protocol state sits behind
+//! one mutex, held only briefly; `send` waits for room in the send queue
+//! without holding it, so a blocked sender never stops the reader.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+
+use super::config::{EndpointConfig, FormatError, MsgFormat, Raw};
+use super::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
+
+/// How long `Server::connect` waits for the gateway to confirm the handshake.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a dial failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialError {
+    /// The gateway refused: no such peer, or a vconn limit was reached.
+    Refused {
+        /// The peer dialed.
+        remote_id: u32,
+    },
+    /// The endpoint stopped before an answer came.
+    Endpoint(EndpointError),
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::Refused { remote_id } => {
+                write!(f, "gateway refused the dial to {remote_id}")
+            }
+            DialError::Endpoint(e) => write!(f, "dial failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
+
+/// Why `accept` failed: the endpoint stopped.
+pub type AcceptError = EndpointError;
+
+/// Why `recv` returned no message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvError {
+    /// The vconn was closed (by either end, the gateway, or a receive queue
+    /// overflow) and every message that arrived before has been read.
+    Closed,
+    /// `recv_timeout` ran out.
+    Timeout,
+    /// A message arrived that the format cannot decode.
+    Format(FormatError),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Closed => f.write_str("vconn closed"),
+            RecvError::Timeout => f.write_str("no message in time"),
+            RecvError::Format(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+/// Why connecting failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The configuration cannot work.
+    Config(super::config::EndpointConfigError),
+    /// The TCP connection failed.
+    Io(io::Error),
+    /// The gateway rejected or broke the handshake.
+    Handshake(EndpointError),
+    /// The gateway did not finish the handshake in time.
+    Timeout,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Config(e) => e.fmt(f),
+            ConnectError::Io(e) => write!(f, "cannot connect to the gateway: {e}"),
+            ConnectError::Handshake(e) => write!(f, "server handshake failed: {e}"),
+            ConnectError::Timeout => write!(
+                f,
+                "gateway did not confirm the handshake within {HANDSHAKE_WAIT:?}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+#[derive(Default)]
+struct Inbox {
+    msgs: VecDeque<Vec<u8>>,
+    closed: bool,
+}
+
+struct State {
+    ep: Endpoint,
+    tx: Option<Sender<(Vec<u8>, usize)>>,
+    inboxes: HashMap<u32, Inbox>,
+    accepts: VecDeque<(u32, u32)>,
+    dials: HashMap<DialId, Result<(u32, u32), DialError>>,
+}
+
+impl State {
+    /// Hands the endpoint's output to the writer; `msgs` of it are
+    /// application messages that count against the send queue.
+    fn flush(&mut self, msgs: usize) {
+        let out = self.ep.take_output();
+        if out.is_empty() {
+            return;
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((out, msgs));
+        }
+    }
+
+    fn failure(&self) -> Option<EndpointError> {
+        self.ep.failure().cloned()
+    }
+}
+
+struct Shared<F> {
+    state: Mutex<State>,
+    changed: Condvar,
+    queued: Mutex<usize>,
+    room: Condvar,
+    format: F,
+    stream: TcpStream,
+    recv_limit: usize,
+    send_limit: usize,
+    overflows: AtomicU64,
+}
+
+impl<F> Shared<F> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(
+        &self,
+        g: MutexGuard<'a, State>,
+        until: Option<Instant>,
+    ) -> (MutexGuard<'a, State>, bool) {
+        match until {
+            None => (
+                self.changed.wait(g).unwrap_or_else(|e| e.into_inner()),
+                false,
+            ),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return (g, true);
+                }
+                let (g, r) = self
+                    .changed
+                    .wait_timeout(g, left)
+                    .unwrap_or_else(|e| e.into_inner());
+                (g, r.timed_out() && Instant::now() >= at)
+            }
+        }
+    }
+
+    /// Applies the endpoint's events to the queues and wakes every waiter.
+    fn absorb(&self, s: &mut State) {
+        while let Some(ev) = s.ep.poll_event() {
+            match ev {
+                Event::Ready | Event::PingTimeout { kept: true } => {}
+                Event::PingTimeout { kept: false } => {
+                    warn!("gateway did not answer pings; closing")
+                }
+                Event::Dialed {
+                    dial,
+                    conn_id,
+                    remote_id,
+                } => {
+                    s.inboxes.insert(conn_id, Inbox::default());
+                    s.dials.insert(dial, Ok((conn_id, remote_id)));
+                }
+                Event::DialRefused { dial, remote_id } => {
+                    s.dials.insert(dial, Err(DialError::Refused { remote_id }));
+                }
+                Event::DialFailed { dial } => {
+                    let e = s.failure().unwrap_or(EndpointError::Disconnected);
+                    s.dials.insert(dial, Err(DialError::Endpoint(e)));
+                }
+                Event::Accepted { conn_id, remote_id } => {
+                    s.inboxes.insert(conn_id, Inbox::default());
+                    s.accepts.push_back((conn_id, remote_id));
+                }
+                Event::Message { conn_id, data } => {
+                    let Some(inbox) = s.inboxes.get_mut(&conn_id) else {
+                        continue;
+                    };
+                    if inbox.msgs.len() >= self.recv_limit {
+                        // One stuck reader must not stall the shared link.
+                        inbox.closed = true;
+                        s.ep.close_vconn(conn_id);
+                        self.overflows.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            "vconn {conn_id}: receive queue over {} messages; vconn closed",
+                            self.recv_limit
+                        );
+                    } else {
+                        inbox.msgs.push_back(data);
+                    }
+                }
+                Event::Closed { conn_id } => {
+                    if let Some(inbox) = s.inboxes.get_mut(&conn_id) {
+                        inbox.closed = true;
+                    }
+                }
+            }
+        }
+        s.flush(0);
+        self.changed.notify_all();
+    }
+
+    fn fail(&self, e: Option<io::Error>) {
+        let mut s = self.lock();
+        match e {
+            Some(e) => debug!("gateway connection: {e}"),
+            None => debug!("gateway closed the connection"),
+        }
+        s.ep.disconnected();
+        s.tx = None;
+        self.absorb(&mut s);
+        drop(s);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.room.notify_all();
+    }
+}
+
+fn reader<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, buffer_size: usize) {
+    let mut buf = vec![0u8; buffer_size];
+    loop {
+        let wait = {
+            let s = shared.lock();
+            if s.failure().is_some() {
+                return;
+            }
+            s.ep.poll_timeout().map(|at| {
+                at.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            })
+        };
+        if stream.set_read_timeout(wait).is_err() {
+            return shared.fail(None);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return shared.fail(None),
+            Ok(n) => {
+                let mut s = shared.lock();
+                let r = s.ep.receive(&buf[..n], Instant::now());
+                shared.absorb(&mut s);
+                if let Err(e) = r {
+                    warn!("{e}");
+                    drop(s);
+                    return shared.fail(None);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return shared.fail(Some(e)),
+        }
+        let mut s = shared.lock();
+        let r = s.ep.handle_timeout(Instant::now());
+        shared.absorb(&mut s);
+        if r.is_err() {
+            drop(s);
+            return shared.fail(None);
+        }
+    }
+}
+
+fn writer<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, rx: Receiver<(Vec<u8>, usize)>) {
+    while let Ok((mut batch, mut msgs)) = rx.recv() {
+        while batch.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok((more, n)) => {
+                    batch.extend_from_slice(&more);
+                    msgs += n;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = stream.write_all(&batch) {
+            return shared.fail(Some(e));
+        }
+        if msgs > 0 {
+            let mut q = shared.queued.lock().unwrap_or_else(|e| e.into_inner());
+            *q -= msgs;
+            shared.room.notify_all();
+        }
+    }
+}
+
+/// The part of an endpoint that `Client` and `Server` share.
+struct Handle<F: MsgFormat> {
+    shared: Arc<Shared<F>>,
+}
+
+impl<F: MsgFormat> Handle<F> {
+    fn start(
+        stream: TcpStream,
+        role: Role,
+        cfg: EndpointConfig,
+        format: F,
+    ) -> Result<Handle<F>, ConnectError> {
+        cfg.validate().map_err(ConnectError::Config)?;
+        stream.set_nodelay(true).map_err(ConnectError::Io)?;
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ep: Endpoint::new(role, cfg.clone(), Instant::now()),
+                tx: Some(tx),
+                inboxes: HashMap::new(),
+                accepts: VecDeque::new(),
+                dials: HashMap::new(),
+            }),
+            changed: Condvar::new(),
+            queued: Mutex::new(0),
+            room: Condvar::new(),
+            format,
+            stream: stream.try_clone().map_err(ConnectError::Io)?,
+            recv_limit: cfg.recv_queue_size,
+            send_limit: cfg.send_queue_size,
+            overflows: AtomicU64::new(0),
+        });
+        let (r, w) = (stream.try_clone().map_err(ConnectError::Io)?, stream);
+        let s1 = shared.clone();
+        let buffer = cfg.buffer_size;
+        std::thread::Builder::new()
+            .name("uniway-endpoint-reader".into())
+            .spawn(move || reader(s1, r, buffer))
+            .map_err(ConnectError::Io)?;
+        let s2 = shared.clone();
+        std::thread::Builder::new()
+            .name("uniway-endpoint-writer".into())
+            .spawn(move || writer(s2, w, rx))
+            .map_err(ConnectError::Io)?;
+        Ok(Handle { shared })
+    }
+
+    fn wait_ready(&self) -> Result<(), ConnectError> {
+        let deadline = Instant::now() + HANDSHAKE_WAIT;
+        let mut s = self.shared.lock();
+        loop {
+            if let Some(e) = s.failure() {
+                return Err(ConnectError::Handshake(e));
+            }
+            if s.ep.is_ready() {
+                return Ok(());
+            }
+            let (g, timed_out) = self.shared.wait(s, Some(deadline));
+            s = g;
+            if timed_out {
+                drop(s);
+                self.close();
+                return Err(ConnectError::Timeout);
+            }
+        }
+    }
+
+    fn dial(&self, remote_id: u32) -> Result<VirtualConn<F>, DialError> {
+        let mut s = self.shared.lock();
+        let id = s.ep.dial(remote_id).map_err(DialError::Endpoint)?;
+        s.flush(0);
+        loop {
+            if let Some(r) = s.dials.remove(&id) {
+                let (conn_id, remote_id) = r?;
+                return Ok(VirtualConn {
+                    shared: self.shared.clone(),
+                    conn_id,
+                    remote_id,
+                });
+            }
+            s = self.shared.wait(s, None).0;
+        }
+    }
+
+    fn accept(&self) -> Result<VirtualConn<F>, AcceptError> {
+        let mut s = self.shared.lock();
+        loop {
+            if let Some((conn_id, remote_id)) = s.accepts.pop_front() {
+                return Ok(VirtualConn {
+                    shared: self.shared.clone(),
+                    conn_id,
+                    remote_id,
+                });
+            }
+            if let Some(e) = s.failure() {
+                return Err(e);
+            }
+            s = self.shared.wait(s, None).0;
+        }
+    }
+
+    fn close(&self) {
+        let mut s = self.shared.lock();
+        s.ep.close();
+        s.tx = None;
+        self.shared.absorb(&mut s);
+        drop(s);
+        let _ = self.shared.stream.shutdown(Shutdown::Both);
+        self.shared.room.notify_all();
+    }
+
+    fn vconns(&self) -> usize {
+        self.shared.lock().ep.vconn_count()
+    }
+}
+
+macro_rules! endpoint_api {
+    ($ty:ident) => {
+        impl<F: MsgFormat> $ty<F> {
+            /// Opens a vconn to `remote_id` on the other side of the gateway.
+            pub fn dial(&self, remote_id: u32) -> Result<VirtualConn<F>, DialError> {
+                self.0.dial(remote_id)
+            }
+
+            /// Waits for the next vconn a peer opens to this endpoint.
+            pub fn accept(&self) -> Result<VirtualConn<F>, AcceptError> {
+                self.0.accept()
+            }
+
+            /// Ends the connection: every vconn ends, pending dials and
+            /// accepts fail.
+            pub fn close(&self) {
+                self.0.close()
+            }
+
+            /// Open vconns.
+            pub fn vconn_count(&self) -> usize {
+                self.0.vconns()
+            }
+
+            /// Vconns closed because their receive queue overflowed.
+            pub fn recv_overflows(&self) -> u64 {
+                self.0.shared.overflows.load(Ordering::Relaxed)
+            }
+
+            /// Why the endpoint stopped, if it did.
+            pub fn failure(&self) -> Option<EndpointError> {
+                self.0.shared.lock().failure()
+            }
+        }
+
+        impl<F: MsgFormat> Drop for $ty<F> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+    };
+}
+
+/// A game client's connection to the gateway.
+pub struct Client<F: MsgFormat = Raw>(Handle<F>);
+
+/// A backend server's connection to the gateway.
+pub struct Server<F: MsgFormat = Raw>(Handle<F>);
+
+endpoint_api!(Client);
+endpoint_api!(Server);
+
+impl Client<Raw> {
+    /// Connects to the gateway's client address, with raw-bytes messages.
+    pub fn connect(
+        addr: impl ToSocketAddrs,
+        cfg: EndpointConfig,
+    ) -> Result<Client<Raw>, ConnectError> {
+        Client::connect_with(addr, cfg, Raw)
+    }
+
+    /// Makes a client of an already connected stream (`NewClient`).
+    pub fn new(stream: TcpStream, cfg: EndpointConfig) -> Result<Client<Raw>, ConnectError> {
+        Client::with_format(stream, cfg, Raw)
+    }
+}
+
+impl<F: MsgFormat> Client<F> {
+    /// Connects with message format `format`.
+    pub fn connect_with(
+        addr: impl ToSocketAddrs,
+        cfg: EndpointConfig,
+        format: F,
+    ) -> Result<Client<F>, ConnectError> {
+        let stream = TcpStream::connect(addr).map_err(ConnectError::Io)?;
+        Client::with_format(stream, cfg, format)
+    }
+
+    /// Makes a client of a connected stream with message format `format`.
+    pub fn with_format(
+        stream: TcpStream,
+        cfg: EndpointConfig,
+        format: F,
+    ) -> Result<Client<F>, ConnectError> {
+        Ok(Client(Handle::start(stream, Role::Client, cfg, format)?))
+    }
+}
+
+impl Server<Raw> {
+    /// Connects to the gateway's server address and does the handshake
+    /// (`DialServer`): `cfg.server_id` and `cfg.auth_key` are used.
+    pub fn connect(
+        addr: impl ToSocketAddrs,
+        cfg: EndpointConfig,
+    ) -> Result<Server<Raw>, ConnectError> {
+        Server::connect_with(addr, cfg, Raw)
+    }
+}
+
+impl<F: MsgFormat> Server<F> {
+    /// Connects and does the handshake, with message format `format`.
+    pub fn connect_with(
+        addr: impl ToSocketAddrs,
+        cfg: EndpointConfig,
+        format: F,
+    ) -> Result<Server<F>, ConnectError> {
+        let stream = TcpStream::connect(addr).map_err(ConnectError::Io)?;
+        Server::with_format(stream, cfg, format)
+    }
+
+    /// Does the handshake over a connected stream.
+    pub fn with_format(
+        stream: TcpStream,
+        cfg: EndpointConfig,
+        format: F,
+    ) -> Result<Server<F>, ConnectError> {
+        let h = Handle::start(stream, Role::Server, cfg, format)?;
+        h.wait_ready()?;
+        Ok(Server(h))
+    }
+}
+
+/// One virtual connection. Dropping it closes it.
+pub struct VirtualConn<F: MsgFormat = Raw> {
+    shared: Arc<Shared<F>>,
+    conn_id: u32,
+    remote_id: u32,
+}
+
+impl<F: MsgFormat> VirtualConn<F> {
+    /// The conn ID the gateway gave it.
+    pub fn conn_id(&self) -> u32 {
+        self.conn_id
+    }
+
+    /// The peer at the other end (a server ID or a client ID).
+    pub fn remote_id(&self) -> u32 {
+        self.remote_id
+    }
+
+    /// Sends a message; waits while the send queue is full.
+    pub fn send(&self, msg: &F::Msg) -> Result<(), SendError> {
+        let mut bytes = Vec::new();
+        self.shared
+            .format
+            .encode(msg, &mut bytes)
+            .map_err(SendError::Format)?;
+        {
+            let mut q = self.shared.queued.lock().unwrap_or_else(|e| e.into_inner());
+            while *q >= self.shared.send_limit {
+                if let Some(e) = self.shared.lock().failure() {
+                    return Err(SendError::Endpoint(e));
+                }
+                q = self
+                    .shared
+                    .room
+                    .wait_timeout(q, Duration::from_millis(100))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            *q += 1;
+        }
+        let mut s = self.shared.lock();
+        match s.ep.send(self.conn_id, &bytes) {
+            Ok(()) => {
+                s.flush(1);
+                Ok(())
+            }
+            Err(e) => {
+                drop(s);
+                *self.shared.queued.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the next message. After a close, messages that arrived
+    /// before it are still returned; then `RecvError::Closed`.
+    pub fn recv(&self) -> Result<F::Msg, RecvError> {
+        self.recv_until(None)
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<F::Msg, RecvError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    fn recv_until(&self, until: Option<Instant>) -> Result<F::Msg, RecvError> {
+        let mut s = self.shared.lock();
+        loop {
+            let failed = s.failure().is_some();
+            match s.inboxes.get_mut(&self.conn_id) {
+                Some(inbox) => {
+                    if let Some(data) = inbox.msgs.pop_front() {
+                        drop(s);
+                        return self.shared.format.decode(&data).map_err(RecvError::Format);
+                    }
+                    if inbox.closed || failed {
+                        return Err(RecvError::Closed);
+                    }
+                }
+                None => return Err(RecvError::Closed),
+            }
+            let (g, timed_out) = self.shared.wait(s, until);
+            s = g;
+            if timed_out {
+                return Err(RecvError::Timeout);
+            }
+        }
+    }
+
+    /// Closes the vconn; the other end is told.
+    pub fn close(&self) {
+        let mut s = self.shared.lock();
+        s.ep.close_vconn(self.conn_id);
+        if let Some(inbox) = s.inboxes.get_mut(&self.conn_id) {
+            inbox.closed = true;
+        }
+        s.flush(0);
+        self.shared.changed.notify_all();
+    }
+}
+
+impl<F: MsgFormat> Drop for VirtualConn<F> {
+    fn drop(&mut self) {
+        self.close();
+        self.shared.lock().inboxes.remove(&self.conn_id);
+    }
+}

@@ -1,0 +1,204 @@
+//! Endpoint configuration (the Go `EndPointCfg` fields that mean something
+//! here), its validation, and message formats.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::wire::DEFAULT_MAX_PACKET;
+
+/// Decides, when the gateway has not answered a Ping within the ping
+/// timeout, whether to keep the connection (`true`) or close it (`false`).
+pub type TimeoutCallback = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How an endpoint behaves.
+#[derive(Clone)]
+pub struct EndpointConfig {
+    /// Largest frame Length sent or accepted; must match the gateway's.
+    pub max_packet: u32,
+    /// Bytes read from the socket at a time.
+    pub buffer_size: usize,
+    /// Messages waiting to be written before `send` blocks.
+    pub send_queue_size: usize,
+    /// Messages waiting per vconn for its reader; past it the vconn is
+    /// closed (a stuck reader never stalls the shared connection).
+    pub recv_queue_size: usize,
+    /// Send a Ping this often; shorter than the gateway's idle timeout.
+    pub ping_interval: Option<Duration>,
+    /// A Ping unanswered this long calls `timeout_callback`.
+    pub ping_timeout: Option<Duration>,
+    /// Keep (`true`) or close (`false`) on a ping timeout; none means close.
+    pub timeout_callback: Option<TimeoutCallback>,
+    /// The server ID a server endpoint registers as.
+    pub server_id: u32,
+    /// The key a server endpoint proves in the handshake.
+    pub auth_key: Vec<u8>,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            max_packet: DEFAULT_MAX_PACKET,
+            buffer_size: 64 * 1024,
+            send_queue_size: 1024,
+            recv_queue_size: 1024,
+            ping_interval: None,
+            ping_timeout: None,
+            timeout_callback: None,
+            server_id: 0,
+            auth_key: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("max_packet", &self.max_packet)
+            .field("buffer_size", &self.buffer_size)
+            .field("send_queue_size", &self.send_queue_size)
+            .field("recv_queue_size", &self.recv_queue_size)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("timeout_callback", &self.timeout_callback.is_some())
+            .field("server_id", &self.server_id)
+            .field("auth_key", &"<hidden>")
+            .finish()
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointConfigError(pub String);
+
+impl fmt::Display for EndpointConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid endpoint configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for EndpointConfigError {}
+
+impl EndpointConfig {
+    /// Checks that the values can work together.
+    pub fn validate(&self) -> Result<(), EndpointConfigError> {
+        let bad = |s: &str| Err(EndpointConfigError(s.to_string()));
+        match (self.ping_interval, self.ping_timeout) {
+            (Some(_), None) => {
+                return bad("ping_interval is set but ping_timeout is not; set both or neither")
+            }
+            (None, Some(_)) => {
+                return bad("ping_timeout is set but ping_interval is not; set both or neither")
+            }
+            (Some(i), Some(t)) if i.is_zero() || t.is_zero() => {
+                return bad("ping_interval and ping_timeout must be greater than zero")
+            }
+            _ => {}
+        }
+        if self.timeout_callback.is_some() && self.ping_timeout.is_none() {
+            return bad("timeout_callback needs ping_interval and ping_timeout");
+        }
+        if self.max_packet < crate::wire::MIN_LENGTH + 9 {
+            return bad("max_packet must be at least 13");
+        }
+        if self.buffer_size < 64 {
+            return bad("buffer_size must be at least 64");
+        }
+        if self.send_queue_size == 0 || self.recv_queue_size == 0 {
+            return bad("send_queue_size and recv_queue_size must be greater than zero");
+        }
+        Ok(())
+    }
+
+    /// The longest message a vconn can carry.
+    pub fn max_message(&self) -> usize {
+        (self.max_packet - crate::wire::MIN_LENGTH) as usize
+    }
+}
+
+/// A message that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "message format: {}", self.0)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// Turns application values into message bytes and back (the Go
+/// `MsgFormat`).
+pub trait MsgFormat: Send + Sync + 'static {
+    /// The application's message type.
+    type Msg: Send + 'static;
+    /// Appends the encoding of `msg` to `out`.
+    fn encode(&self, msg: &Self::Msg, out: &mut Vec<u8>) -> Result<(), FormatError>;
+    /// Decodes one message.
+    fn decode(&self, bytes: &[u8]) -> Result<Self::Msg, FormatError>;
+}
+
+/// Raw bytes: messages are `Vec<u8>`, passed through unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Raw;
+
+impl MsgFormat for Raw {
+    type Msg = Vec<u8>;
+    fn encode(&self, msg: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        out.extend_from_slice(msg);
+        Ok(())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, FormatError> {
+        Ok(bytes.to_vec())
+    }
+}
+
+/// UTF-8 text: messages are `String`s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Text;
+
+impl MsgFormat for Text {
+    type Msg = String;
+    fn encode(&self, msg: &String, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        out.extend_from_slice(msg.as_bytes());
+        Ok(())
+    }
+    fn decode(&self, bytes: &[u8]) -> Result<String, FormatError> {
+        String::from_utf8(bytes.to_vec()).map_err(|e| FormatError(format!("not UTF-8: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_settings_come_in_pairs() {
+        let mut c = EndpointConfig::default();
+        assert!(c.validate().is_ok());
+        c.ping_interval = Some(Duration::from_secs(1));
+        assert!(c.validate().unwrap_err().0.contains("ping_timeout is not"));
+        c.ping_interval = None;
+        c.ping_timeout = Some(Duration::from_secs(1));
+        assert!(c.validate().unwrap_err().0.contains("ping_interval is not"));
+        c.ping_interval = Some(Duration::from_secs(1));
+        assert!(c.validate().is_ok());
+        let mut c = EndpointConfig {
+            timeout_callback: Some(Arc::new(|| true)),
+            ..EndpointConfig::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("timeout_callback"));
+        c.recv_queue_size = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        let mut out = Vec::new();
+        Text.encode(&"héllo".to_string(), &mut out).unwrap();
+        assert_eq!(Text.decode(&out).unwrap(), "héllo");
+        assert!(Text.decode(&[0xff]).is_err());
+        assert_eq!(Raw.decode(&[1, 2]).unwrap(), vec![1, 2]);
+    }
+}

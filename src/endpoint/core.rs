@@ -1,0 +1,689 @@
+//! The endpoint as a state machine with no I/O (PROTOCOL.md §8): bytes from
+//! the gateway go in ([`Endpoint::receive`]), events come out
+//! ([`Endpoint::poll_event`]), bytes for the gateway wait in
+//! [`Endpoint::output`]; time is passed in.
+//!
+//! Several dials may be in flight, also to the same remote ID: the gateway
+//! answers one endpoint's dials in order, so each Accept or Refuse belongs
+//! to the oldest pending dial for its remote ID.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::time::Instant;
+
+use super::config::EndpointConfig;
+use crate::wire::{
+    self, Challenge, Command, CommandError, FrameError, Origin, Status, CHALLENGE_LEN,
+};
+
+/// Which side of the gateway an endpoint is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A game client.
+    Client,
+    /// A backend server (does the handshake).
+    Server,
+}
+
+/// Identifies one call to [`Endpoint::dial`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DialId(pub u64);
+
+/// Something that happened on the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The endpoint can dial and be dialed (a server passed the handshake;
+    /// a client is ready at once).
+    Ready,
+    /// A dial succeeded: vconn `conn_id` to `remote_id` is open.
+    Dialed {
+        /// The dial.
+        dial: DialId,
+        /// The new vconn.
+        conn_id: u32,
+        /// The peer dialed.
+        remote_id: u32,
+    },
+    /// A dial was refused (no such peer, or a limit was reached).
+    DialRefused {
+        /// The dial.
+        dial: DialId,
+        /// The peer dialed.
+        remote_id: u32,
+    },
+    /// A dial got no answer because the endpoint stopped.
+    DialFailed {
+        /// The dial.
+        dial: DialId,
+    },
+    /// A peer opened vconn `conn_id` to this endpoint.
+    Accepted {
+        /// The new vconn.
+        conn_id: u32,
+        /// The dialer's ID.
+        remote_id: u32,
+    },
+    /// A message arrived on a vconn.
+    Message {
+        /// The vconn.
+        conn_id: u32,
+        /// The message bytes.
+        data: Vec<u8>,
+    },
+    /// A vconn was closed (by the other end, or the gateway).
+    Closed {
+        /// The vconn.
+        conn_id: u32,
+    },
+    /// A Ping went unanswered for the ping timeout; `kept` is the timeout
+    /// callback's answer (false when there is none, and the endpoint closed).
+    PingTimeout {
+        /// Whether the connection was kept.
+        kept: bool,
+    },
+}
+
+/// Why an endpoint stopped working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointError {
+    /// The gateway sent a frame with a bad Length.
+    Frame(FrameError),
+    /// The gateway sent a malformed or forbidden command.
+    Command(CommandError),
+    /// The gateway answered a dial that was never made.
+    UnexpectedReply {
+        /// The command's remote ID.
+        remote_id: u32,
+    },
+    /// The gateway closed the connection during the server handshake: the
+    /// key was wrong, or the gateway is not accepting servers.
+    HandshakeRejected,
+    /// The connection ended.
+    Disconnected,
+    /// No answer to a Ping within the ping timeout, and the callback (or
+    /// its absence) said close.
+    PingTimeout,
+    /// The endpoint was closed locally.
+    Closed,
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointError::Frame(e) => write!(f, "gateway sent a bad frame: {e}"),
+            EndpointError::Command(e) => write!(f, "gateway sent a bad command: {e}"),
+            EndpointError::UnexpectedReply { remote_id } => {
+                write!(
+                    f,
+                    "gateway answered a dial to {remote_id} that was never made"
+                )
+            }
+            EndpointError::HandshakeRejected => f.write_str(
+                "gateway closed the connection during the server handshake (wrong key?)",
+            ),
+            EndpointError::Disconnected => f.write_str("connection to the gateway ended"),
+            EndpointError::PingTimeout => f.write_str("gateway did not answer pings in time"),
+            EndpointError::Closed => f.write_str("endpoint closed"),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
+/// Why a message could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The vconn is not open (closed, or never was).
+    NotOpen(u32),
+    /// The message is longer than `max_packet` allows.
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The most a vconn carries.
+        max: usize,
+    },
+    /// The endpoint is not working.
+    Endpoint(EndpointError),
+    /// The message format could not encode the value.
+    Format(super::config::FormatError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::NotOpen(id) => write!(f, "vconn {id} is not open"),
+            SendError::TooLarge { len, max } => {
+                write!(f, "message of {len} bytes is over the {max}-byte limit")
+            }
+            SendError::Endpoint(e) => e.fmt(f),
+            SendError::Format(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A server waiting for the gateway's challenge.
+    AwaitChallenge,
+    /// A server that answered; waiting for its Ping to come back.
+    Confirming,
+    Ready,
+    Failed,
+}
+
+/// One endpoint's protocol state.
+pub struct Endpoint {
+    role: Role,
+    cfg: EndpointConfig,
+    phase: Phase,
+    failure: Option<EndpointError>,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    events: VecDeque<Event>,
+    /// Remote ID → pending dials, oldest first.
+    dials: HashMap<u32, VecDeque<DialId>>,
+    next_dial: u64,
+    /// Open vconns → remote ID.
+    vconns: HashMap<u32, u32>,
+    next_ping: Option<Instant>,
+    /// When the oldest unanswered Ping was sent.
+    ping_sent: Option<Instant>,
+}
+
+impl Endpoint {
+    /// A new endpoint in `role`; `cfg` must have passed `validate`.
+    pub fn new(role: Role, cfg: EndpointConfig, now: Instant) -> Endpoint {
+        let mut e = Endpoint {
+            role,
+            phase: match role {
+                Role::Client => Phase::Ready,
+                Role::Server => Phase::AwaitChallenge,
+            },
+            failure: None,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            events: VecDeque::new(),
+            dials: HashMap::new(),
+            next_dial: 0,
+            vconns: HashMap::new(),
+            next_ping: cfg.ping_interval.map(|i| now + i),
+            ping_sent: None,
+            cfg,
+        };
+        if role == Role::Client {
+            e.events.push_back(Event::Ready);
+        }
+        e
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether dials and sends are possible.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Why the endpoint stopped, if it did.
+    pub fn failure(&self) -> Option<&EndpointError> {
+        self.failure.as_ref()
+    }
+
+    /// Open vconns.
+    pub fn vconn_count(&self) -> usize {
+        self.vconns.len()
+    }
+
+    /// The remote ID of an open vconn.
+    pub fn remote_of(&self, conn_id: u32) -> Option<u32> {
+        self.vconns.get(&conn_id).copied()
+    }
+
+    /// Dials waiting for an answer.
+    pub fn pending_dials(&self) -> usize {
+        self.dials.values().map(VecDeque::len).sum()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes waiting to be written to the gateway.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Drops `n` bytes of output that were written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+    }
+
+    /// Takes all waiting output.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn check(&self) -> Result<(), EndpointError> {
+        match &self.failure {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, e: EndpointError) -> EndpointError {
+        if self.failure.is_none() {
+            self.phase = Phase::Failed;
+            self.failure = Some(e.clone());
+            self.out.clear();
+            // Every vconn ends and every pending dial fails.
+            for (_, dials) in self.dials.drain() {
+                for dial in dials {
+                    self.events.push_back(Event::DialFailed { dial });
+                }
+            }
+            let mut ids: Vec<u32> = self.vconns.drain().map(|(id, _)| id).collect();
+            ids.sort_unstable();
+            for conn_id in ids {
+                self.events.push_back(Event::Closed { conn_id });
+            }
+        }
+        self.failure.clone().unwrap_or(e)
+    }
+
+    /// Dials `remote_id`; the answer comes as `Dialed` or `DialRefused`.
+    pub fn dial(&mut self, remote_id: u32) -> Result<DialId, EndpointError> {
+        self.check()?;
+        let id = DialId(self.next_dial);
+        self.next_dial += 1;
+        self.dials.entry(remote_id).or_default().push_back(id);
+        Command::Dial { remote_id }.encode(&mut self.out);
+        Ok(id)
+    }
+
+    /// Queues `msg` on vconn `conn_id`.
+    pub fn send(&mut self, conn_id: u32, msg: &[u8]) -> Result<(), SendError> {
+        self.check().map_err(SendError::Endpoint)?;
+        if !self.vconns.contains_key(&conn_id) {
+            return Err(SendError::NotOpen(conn_id));
+        }
+        if msg.len() > self.cfg.max_message() {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: self.cfg.max_message(),
+            });
+        }
+        wire::encode_frame(&mut self.out, conn_id, msg);
+        Ok(())
+    }
+
+    /// Closes vconn `conn_id`. Messages for it still in flight are dropped.
+    pub fn close_vconn(&mut self, conn_id: u32) {
+        if self.failure.is_none() && self.vconns.remove(&conn_id).is_some() {
+            Command::Close { conn_id }.encode(&mut self.out);
+        }
+    }
+
+    /// Closes the endpoint: every vconn ends, pending dials fail.
+    pub fn close(&mut self) {
+        self.fail(EndpointError::Closed);
+    }
+
+    /// The connection to the gateway ended.
+    pub fn disconnected(&mut self) -> EndpointError {
+        let e = match self.phase {
+            Phase::AwaitChallenge | Phase::Confirming => EndpointError::HandshakeRejected,
+            _ => EndpointError::Disconnected,
+        };
+        self.fail(e)
+    }
+
+    /// Takes bytes read from the gateway.
+    pub fn receive(&mut self, bytes: &[u8], now: Instant) -> Result<(), EndpointError> {
+        self.check()?;
+        self.inbuf.extend_from_slice(bytes);
+        let mut at = 0;
+        let result = self.parse(&mut at, now);
+        self.inbuf.drain(..at);
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn parse(&mut self, at: &mut usize, now: Instant) -> Result<(), EndpointError> {
+        if self.phase == Phase::AwaitChallenge {
+            let Status::Complete(challenge) = Challenge::decode(&self.inbuf) else {
+                return Ok(());
+            };
+            *at = CHALLENGE_LEN;
+            let resp = challenge.respond(&self.cfg.auth_key, self.cfg.server_id);
+            self.out.extend_from_slice(&resp.to_bytes());
+            // A Ping right behind the answer: its echo proves the gateway
+            // accepted the key (it closes the connection otherwise).
+            Command::Ping.encode(&mut self.out);
+            self.phase = Phase::Confirming;
+        }
+        loop {
+            let frame = match wire::decode_frame(&self.inbuf[*at..], self.cfg.max_packet) {
+                Ok(Status::Complete(f)) => f,
+                Ok(Status::Partial) => return Ok(()),
+                Err(e) => return Err(EndpointError::Frame(e)),
+            };
+            let n = frame.wire_len();
+            if frame.is_command() {
+                let cmd = Command::decode_from(Origin::Gateway, frame.message)
+                    .map_err(EndpointError::Command)?;
+                *at += n;
+                self.on_command(cmd, now)?;
+            } else {
+                if self.vconns.contains_key(&frame.conn_id) {
+                    self.events.push_back(Event::Message {
+                        conn_id: frame.conn_id,
+                        data: frame.message.to_vec(),
+                    });
+                }
+                *at += n;
+            }
+        }
+    }
+
+    fn pop_dial(&mut self, remote_id: u32) -> Result<DialId, EndpointError> {
+        let q = self
+            .dials
+            .get_mut(&remote_id)
+            .ok_or(EndpointError::UnexpectedReply { remote_id })?;
+        let dial = q
+            .pop_front()
+            .ok_or(EndpointError::UnexpectedReply { remote_id })?;
+        if q.is_empty() {
+            self.dials.remove(&remote_id);
+        }
+        Ok(dial)
+    }
+
+    fn on_command(&mut self, cmd: Command, _now: Instant) -> Result<(), EndpointError> {
+        match cmd {
+            Command::Accept { conn_id, remote_id } => {
+                let dial = self.pop_dial(remote_id)?;
+                self.vconns.insert(conn_id, remote_id);
+                self.events.push_back(Event::Dialed {
+                    dial,
+                    conn_id,
+                    remote_id,
+                });
+            }
+            Command::Refuse { remote_id } => {
+                let dial = self.pop_dial(remote_id)?;
+                self.events
+                    .push_back(Event::DialRefused { dial, remote_id });
+            }
+            Command::Connect { conn_id, remote_id } => {
+                self.vconns.insert(conn_id, remote_id);
+                self.events
+                    .push_back(Event::Accepted { conn_id, remote_id });
+            }
+            Command::Close { conn_id } => {
+                if self.vconns.remove(&conn_id).is_some() {
+                    self.events.push_back(Event::Closed { conn_id });
+                }
+            }
+            Command::Ping => {
+                self.ping_sent = None;
+                if self.phase == Phase::Confirming {
+                    self.phase = Phase::Ready;
+                    self.events.push_back(Event::Ready);
+                }
+            }
+            // Rejected by decode_from(Origin::Gateway, ..).
+            Command::Dial { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next needed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failure.is_some() {
+            return None;
+        }
+        let deadline = self
+            .ping_sent
+            .zip(self.cfg.ping_timeout)
+            .map(|(sent, t)| sent + t);
+        match (self.next_ping, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends due Pings and checks the ping timeout.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), EndpointError> {
+        self.check()?;
+        if let (Some(sent), Some(timeout)) = (self.ping_sent, self.cfg.ping_timeout) {
+            if now >= sent + timeout {
+                let kept = self.cfg.timeout_callback.as_ref().is_some_and(|cb| cb());
+                self.events.push_back(Event::PingTimeout { kept });
+                if !kept {
+                    return Err(self.fail(EndpointError::PingTimeout));
+                }
+                self.ping_sent = None;
+            }
+        }
+        if let (Some(at), Some(interval)) = (self.next_ping, self.cfg.ping_interval) {
+            if now >= at {
+                Command::Ping.encode(&mut self.out);
+                self.ping_sent.get_or_insert(now);
+                self.next_ping = Some(now + interval);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn bytes(cmds: &[Command]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in cmds {
+            c.encode(&mut out);
+        }
+        out
+    }
+
+    fn events(e: &mut Endpoint) -> Vec<Event> {
+        std::iter::from_fn(|| e.poll_event()).collect()
+    }
+
+    #[test]
+    fn replies_match_the_oldest_dial_per_remote() {
+        let now = Instant::now();
+        let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+        assert_eq!(events(&mut e), vec![Event::Ready]);
+        let a1 = e.dial(1).unwrap();
+        let b = e.dial(2).unwrap();
+        let a2 = e.dial(1).unwrap();
+        assert_eq!(
+            e.take_output(),
+            bytes(&[
+                Command::Dial { remote_id: 1 },
+                Command::Dial { remote_id: 2 },
+                Command::Dial { remote_id: 1 },
+            ])
+        );
+        let input = bytes(&[
+            Command::Accept {
+                conn_id: 10,
+                remote_id: 1,
+            },
+            Command::Refuse { remote_id: 2 },
+            Command::Accept {
+                conn_id: 11,
+                remote_id: 1,
+            },
+        ]);
+        // Byte by byte, to exercise partial frames.
+        for b in &input {
+            e.receive(std::slice::from_ref(b), now).unwrap();
+        }
+        assert_eq!(
+            events(&mut e),
+            vec![
+                Event::Dialed {
+                    dial: a1,
+                    conn_id: 10,
+                    remote_id: 1
+                },
+                Event::DialRefused {
+                    dial: b,
+                    remote_id: 2
+                },
+                Event::Dialed {
+                    dial: a2,
+                    conn_id: 11,
+                    remote_id: 1
+                },
+            ]
+        );
+        assert_eq!(e.vconn_count(), 2);
+        assert_eq!(e.pending_dials(), 0);
+    }
+
+    #[test]
+    fn messages_closes_and_sends() {
+        let now = Instant::now();
+        let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+        e.receive(
+            &bytes(&[Command::Connect {
+                conn_id: 5,
+                remote_id: 9,
+            }]),
+            now,
+        )
+        .unwrap();
+        let mut frame = Vec::new();
+        wire::encode_frame(&mut frame, 5, b"hi");
+        wire::encode_frame(&mut frame, 6, b"not mine");
+        e.receive(&frame, now).unwrap();
+        e.send(5, b"yo").unwrap();
+        assert_eq!(e.send(6, b"x"), Err(SendError::NotOpen(6)));
+        let big = vec![0; e.cfg.max_message() + 1];
+        assert!(matches!(e.send(5, &big), Err(SendError::TooLarge { .. })));
+        e.receive(&bytes(&[Command::Close { conn_id: 5 }]), now)
+            .unwrap();
+        assert_eq!(
+            events(&mut e)[1..],
+            [
+                Event::Accepted {
+                    conn_id: 5,
+                    remote_id: 9
+                },
+                Event::Message {
+                    conn_id: 5,
+                    data: b"hi".to_vec()
+                },
+                Event::Closed { conn_id: 5 },
+            ]
+        );
+        assert_eq!(e.send(5, b"late"), Err(SendError::NotOpen(5)));
+    }
+
+    #[test]
+    fn server_handshake_answers_and_confirms_with_a_ping() {
+        let now = Instant::now();
+        let cfg = EndpointConfig {
+            server_id: 3,
+            auth_key: b"k".to_vec(),
+            ..EndpointConfig::default()
+        };
+        let mut e = Endpoint::new(Role::Server, cfg, now);
+        assert!(!e.is_ready());
+        let challenge = Challenge([9; 8]);
+        e.receive(&challenge.0[..5], now).unwrap();
+        assert!(e.output().is_empty());
+        e.receive(&challenge.0[5..], now).unwrap();
+        let mut expect = challenge.respond(b"k", 3).to_bytes().to_vec();
+        Command::Ping.encode(&mut expect);
+        assert_eq!(e.take_output(), expect);
+        e.receive(&bytes(&[Command::Ping]), now).unwrap();
+        assert!(e.is_ready());
+        assert_eq!(events(&mut e), vec![Event::Ready]);
+    }
+
+    #[test]
+    fn hang_up_during_handshake_is_a_rejection() {
+        let now = Instant::now();
+        let mut e = Endpoint::new(Role::Server, EndpointConfig::default(), now);
+        e.receive(&[0; 8], now).unwrap();
+        assert_eq!(e.disconnected(), EndpointError::HandshakeRejected);
+        assert_eq!(e.dial(1), Err(EndpointError::HandshakeRejected));
+    }
+
+    #[test]
+    fn bad_input_from_the_gateway_fails_the_endpoint() {
+        let now = Instant::now();
+        let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+        let d = e.dial(1).unwrap();
+        e.receive(
+            &bytes(&[Command::Connect {
+                conn_id: 1,
+                remote_id: 1,
+            }]),
+            now,
+        )
+        .unwrap();
+        let err = e
+            .receive(&bytes(&[Command::Dial { remote_id: 1 }]), now)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            EndpointError::Command(CommandError::Forbidden { .. })
+        ));
+        let evs = events(&mut e);
+        assert!(evs.contains(&Event::DialFailed { dial: d }));
+        assert!(evs.contains(&Event::Closed { conn_id: 1 }));
+        let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+        let err = e.receive(
+            &bytes(&[Command::Accept {
+                conn_id: 1,
+                remote_id: 4,
+            }]),
+            now,
+        );
+        assert_eq!(err, Err(EndpointError::UnexpectedReply { remote_id: 4 }));
+    }
+
+    #[test]
+    fn keep_alive_pings_and_the_callback_decides() {
+        let t0 = Instant::now();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = calls.clone();
+        let cfg = EndpointConfig {
+            ping_interval: Some(Duration::from_secs(10)),
+            ping_timeout: Some(Duration::from_secs(5)),
+            timeout_callback: Some(Arc::new(move || c2.fetch_add(1, Ordering::SeqCst) == 0)),
+            ..EndpointConfig::default()
+        };
+        let mut e = Endpoint::new(Role::Client, cfg, t0);
+        assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        e.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(e.take_output(), bytes(&[Command::Ping]));
+        // Answered in time: no callback.
+        e.receive(&bytes(&[Command::Ping]), t0 + Duration::from_secs(11))
+            .unwrap();
+        e.handle_timeout(t0 + Duration::from_secs(20)).unwrap();
+        // Not answered: the callback says keep (first call)...
+        e.handle_timeout(t0 + Duration::from_secs(25)).unwrap();
+        assert!(events(&mut e).contains(&Event::PingTimeout { kept: true }));
+        // ...then close (second call).
+        e.handle_timeout(t0 + Duration::from_secs(30)).unwrap();
+        let err = e.handle_timeout(t0 + Duration::from_secs(35)).unwrap_err();
+        assert_eq!(err, EndpointError::PingTimeout);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,18 @@
+//! Client and server endpoints: what game clients, backend servers, tests
+//! and the load tool use to talk to a gateway (PROTOCOL.md §8).
+//!
+//! - [`Endpoint`]: the protocol as a state machine with no I/O;
+//! - [`Client`], [`Server`], [`VirtualConn`]: a blocking API, safe to use
+//!   from several threads.
+
+mod blocking;
+mod config;
+mod core;
+
+pub use self::blocking::{
+    AcceptError, Client, ConnectError, DialError, RecvError, Server, VirtualConn,
+};
+pub use self::config::{
+    EndpointConfig, EndpointConfigError, FormatError, MsgFormat, Raw, Text, TimeoutCallback,
+};
+pub use self::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
