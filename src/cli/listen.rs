@@ -7,8 +7,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use socket2::{Domain, Socket, Type};
 
-/// Backlog of pending connections per listener.
-const BACKLOG: i32 = 1024;
+/// Backlog of pending connections per listener. The kernel clamps it to
+/// `net.core.somaxconn`, so this asks for as much as the system allows (as
+/// Go's listener does); a burst of connects then does not lose SYNs.
+const BACKLOG: i32 = 65535;
 
 /// The addresses to try for a Go-style address: `:port` is every interface,
 /// IPv6 dual-stack first, then IPv4; anything else is resolved as given.

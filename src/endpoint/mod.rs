@@ -2,12 +2,15 @@
 //! and the load tool use to talk to a gateway (PROTOCOL.md §8).
 //!
 //! - [`Endpoint`]: the protocol as a state machine with no I/O;
+//! - [`driver::EndpointDriver`]: many endpoints in a mio loop of the
+//!   caller's, in one thread;
 //! - [`Client`], [`Server`], [`VirtualConn`]: a blocking API, safe to use
 //!   from several threads.
 
 mod blocking;
 mod config;
 mod core;
+pub mod driver;
 
 pub use self::blocking::{
     AcceptError, Client, ConnectError, DialError, RecvError, Server, VirtualConn,

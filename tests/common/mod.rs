@@ -43,21 +43,11 @@ impl TestGateway {
             },
         )
         .unwrap();
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let client_addr = gw
-            .listen(
-                poll.registry(),
-                Side::Client,
-                mio::net::TcpListener::bind(any).unwrap(),
-            )
-            .unwrap();
-        let server_addr = gw
-            .listen(
-                poll.registry(),
-                Side::Server,
-                mio::net::TcpListener::bind(any).unwrap(),
-            )
-            .unwrap();
+        // The same listener setup as fastway (a deep backlog), so bursts of
+        // connects in tests do not lose SYNs.
+        let bind = || uniway::cli::listen::bind("127.0.0.1:0", false).unwrap();
+        let client_addr = gw.listen(poll.registry(), Side::Client, bind()).unwrap();
+        let server_addr = gw.listen(poll.registry(), Side::Server, bind()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
