@@ -9,5 +9,5 @@ mod queue;
 mod read;
 
 pub use pool::{Chunk, Pool, PoolStats};
-pub use queue::WriteQueue;
+pub use queue::{WriteQueue, MAX_IOV};
 pub use read::ReadBuf;

@@ -11,7 +11,7 @@ use std::io::{self, IoSlice, Write};
 use super::pool::{Chunk, Pool};
 
 /// Most chunks handed to one vectored write.
-const MAX_IOV: usize = 64;
+pub const MAX_IOV: usize = 64;
 /// Entries of chunk bookkeeping kept allocated once a queue drains.
 const KEEP_ENTRIES: usize = 8;
 

@@ -45,13 +45,15 @@ impl ReadBuf {
 
     /// Reads once from `r` into free space, first making room by moving the
     /// unconsumed bytes to the front. `size` is the chunk size to check out.
-    /// Returns what `read` returned; the chunk goes back if nothing is held.
+    /// Returns the bytes read and whether they filled all the space offered
+    /// (a read that did not means the source had nothing more just then);
+    /// the chunk goes back if nothing is held.
     pub fn fill_from<R: Read + ?Sized>(
         &mut self,
         pool: &mut Pool,
         size: usize,
         r: &mut R,
-    ) -> io::Result<usize> {
+    ) -> io::Result<(usize, bool)> {
         let chunk = self.chunk.get_or_insert_with(|| pool.get(size));
         let buf = pool.bytes_mut(chunk);
         if self.end as usize == buf.len() && self.start > 0 {
@@ -59,6 +61,7 @@ impl ReadBuf {
             self.end -= self.start;
             self.start = 0;
         }
+        let room = buf.len() - self.end as usize;
         let result = r.read(&mut buf[self.end as usize..]);
         if let Ok(n) = result {
             self.end += n as u32;
@@ -66,7 +69,7 @@ impl ReadBuf {
         if self.is_empty() {
             self.release(pool);
         }
-        result
+        result.map(|n| (n, n == room))
     }
 
     /// Whether the buffer has no room left even after compaction.
@@ -105,17 +108,17 @@ mod tests {
         let mut pool = Pool::new(&PoolConfig::default());
         let mut rb = ReadBuf::new();
         let mut src: &[u8] = &[7u8; 200];
-        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), 128);
+        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (128, true));
         assert!(rb.is_full(&pool));
         rb.consume(&mut pool, 100);
-        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), 72);
+        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (72, false));
         assert_eq!(rb.len(), 100);
         assert!(rb.data(&pool).iter().all(|&b| b == 7));
         rb.consume(&mut pool, 100);
         assert!(!rb.holds_chunk());
         assert_eq!(pool.stats().chunks_in_use, 0);
         // A read of nothing (EOF, or WouldBlock) holds no chunk afterwards.
-        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), 0);
+        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (0, false));
         assert!(!rb.holds_chunk());
     }
 }

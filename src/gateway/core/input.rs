@@ -67,12 +67,16 @@ impl<T: Read + Write> Core<T> {
             }
             let size = self.cfg.side(c.side).buffer_size;
             match c.rbuf.fill_from(&mut self.rpool, size, &mut c.io) {
-                Ok(0) => {
+                Ok((0, _)) => {
                     self.doom(key, CloseReason::PeerClosed);
                     return;
                 }
-                Ok(n) => {
+                Ok((n, filled)) => {
                     reads += 1;
+                    // Edge-triggered: a read that did not fill the buffer
+                    // drained the socket; new bytes will raise a new edge.
+                    // This saves a WouldBlock read per connection per turn.
+                    c.readable = filled;
                     match c.side {
                         Side::Client => self.stats.bytes_from_clients += n as u64,
                         Side::Server => self.stats.bytes_from_servers += n as u64,

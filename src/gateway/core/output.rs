@@ -6,6 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 
 use super::conn::Rx;
 use super::Core;
+use crate::buf::MAX_IOV;
 use crate::config::Side;
 use crate::gateway::stats::CloseReason;
 use crate::wire::Command;
@@ -196,6 +197,7 @@ impl<T: Read + Write> Core<T> {
         let side = c.side;
         let mut outcome = Ok(());
         for _ in 0..WRITES_PER_TURN {
+            let offered_all = c.out.chunks() <= MAX_IOV;
             match c.out.write_to(&mut self.wpool, &mut c.io) {
                 Ok(0) if !c.out.is_empty() => {
                     outcome = Err(CloseReason::Io(ErrorKind::WriteZero));
@@ -207,6 +209,12 @@ impl<T: Read + Write> Core<T> {
                         Side::Server => self.stats.bytes_to_servers += n as u64,
                     }
                     if c.out.is_empty() {
+                        break;
+                    }
+                    if offered_all {
+                        // Everything offered did not fit: the socket buffer
+                        // is full, and freed space will raise a new edge.
+                        c.writable = false;
                         break;
                     }
                 }

@@ -1,0 +1,512 @@
+//! Load tool: echo servers and clients driven from one thread through the
+//! mio endpoint driver, ping-pong on every vconn, every echo verified.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --client 127.0.0.1:4000 --server 127.0.0.1:4001 \
+//!     --servers 1 --clients 100 --vconns 1 --bytes 64 --inflight 1 --secs 10 --gateway-pid PID
+//! cargo run --release --example loadgen -- --direct --clients 100 --bytes 64 --secs 10
+//! cargo run --release --example loadgen -- --client ... --server ... --idle 10000 --gateway-pid PID
+//! ```
+//!
+//! Reports round trips per second, latency percentiles, and with
+//! `--gateway-pid` the gateway's CPU seconds and memory (from /proc), so
+//! round trips per gateway CPU-second can be read off. `--direct` runs the
+//! same clients against an in-process echo server that answers dials
+//! itself (no gateway), for the cost of the extra hop. `--idle N` opens N
+//! clients holding one vconn each and reports the gateway's memory per
+//! client. A lost, duplicated, reordered or corrupted echo aborts the run.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use uniway::endpoint::driver::{DriverEvent, EndpointDriver};
+use uniway::endpoint::{EndpointConfig, Event, Role};
+use uniway::wire::{self, Command, Status};
+use uniway::TokenRange;
+
+struct Args {
+    client: SocketAddr,
+    server: SocketAddr,
+    key: String,
+    servers: usize,
+    clients: usize,
+    vconns: usize,
+    bytes: usize,
+    inflight: usize,
+    secs: f64,
+    warmup: f64,
+    gateway_pid: Option<u32>,
+    direct: bool,
+    idle: usize,
+    sources: u8,
+}
+
+fn args() -> Result<Args, Box<dyn Error>> {
+    let mut p = pico_args::Arguments::from_env();
+    let a = Args {
+        client: p
+            .opt_value_from_str("--client")?
+            .unwrap_or("127.0.0.1:4000".parse()?),
+        server: p
+            .opt_value_from_str("--server")?
+            .unwrap_or("127.0.0.1:4001".parse()?),
+        key: p.opt_value_from_str("--key")?.unwrap_or_default(),
+        servers: p.opt_value_from_str("--servers")?.unwrap_or(1),
+        clients: p.opt_value_from_str("--clients")?.unwrap_or(100),
+        vconns: p.opt_value_from_str("--vconns")?.unwrap_or(1),
+        bytes: p.opt_value_from_str("--bytes")?.unwrap_or(64),
+        inflight: p.opt_value_from_str("--inflight")?.unwrap_or(1),
+        secs: p.opt_value_from_str("--secs")?.unwrap_or(10.0),
+        warmup: p.opt_value_from_str("--warmup")?.unwrap_or(1.0),
+        gateway_pid: p.opt_value_from_str("--gateway-pid")?,
+        direct: p.contains("--direct"),
+        idle: p.opt_value_from_str("--idle")?.unwrap_or(0),
+        sources: p.opt_value_from_str("--sources")?.unwrap_or(1),
+    };
+    let rest = p.finish();
+    if !rest.is_empty() {
+        return Err(format!("unknown arguments: {rest:?}").into());
+    }
+    if a.bytes < HEADER {
+        return Err(format!("--bytes must be at least {HEADER}").into());
+    }
+    Ok(a)
+}
+
+/// Sequence number and send time lead every message; the rest is a
+/// pattern derived from both, so any corruption shows.
+const HEADER: usize = 16;
+
+fn fill(buf: &mut Vec<u8>, seq: u64, sent_ns: u64, len: usize) {
+    buf.clear();
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&sent_ns.to_le_bytes());
+    buf.extend((0..len - HEADER).map(|i| (seq as usize).wrapping_add(i) as u8));
+}
+
+fn check(data: &[u8], expect_seq: u64, len: usize) -> Result<u64, String> {
+    if data.len() != len {
+        return Err(format!("echo of {} bytes, sent {len}", data.len()));
+    }
+    let seq = u64::from_le_bytes(data[..8].try_into().unwrap_or_default());
+    if seq != expect_seq {
+        return Err(format!(
+            "echo of message {seq}, expected {expect_seq} (lost or reordered)"
+        ));
+    }
+    let body_ok = data[HEADER..]
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (seq as usize).wrapping_add(i) as u8);
+    if !body_ok {
+        return Err(format!("message {seq} came back corrupted"));
+    }
+    Ok(u64::from_le_bytes(
+        data[8..16].try_into().unwrap_or_default(),
+    ))
+}
+
+/// Gateway process figures from /proc.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    cpu_secs: f64,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+fn proc_stat(pid: u32) -> io::Result<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(ProcStat {
+        cpu_secs: ticks / clk_tck(),
+        rss_kib: kib("VmRSS:"),
+        hwm_kib: kib("VmHWM:"),
+    })
+}
+
+fn clk_tck() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A client socket from source address 127.0.0.`n`, so tens of thousands
+/// of connections do not run out of ephemeral ports.
+fn connect_from(addr: SocketAddr, source: u8) -> io::Result<TcpStream> {
+    if source <= 1 {
+        return TcpStream::connect(addr);
+    }
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::from((Ipv4Addr::new(127, 0, 0, source), 0)).into())?;
+    s.set_nonblocking(true)?;
+    match s.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(s.into()))
+}
+
+/// An echo server that answers dials itself: the `--direct` baseline.
+fn direct_echo() -> io::Result<SocketAddr> {
+    let mut listener = TcpListener::bind("127.0.0.1:0".parse().map_err(io::Error::other)?)?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let mut poll = Poll::new().expect("poll");
+        poll.registry()
+            .register(&mut listener, Token(usize::MAX), Interest::READABLE)
+            .expect("register");
+        let mut conns: Slab<(TcpStream, Vec<u8>, Vec<u8>)> = Slab::new();
+        let mut events = Events::with_capacity(1024);
+        let mut next_id = 1u32;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if poll.poll(&mut events, None).is_err() {
+                continue;
+            }
+            for ev in events.iter() {
+                if ev.token() == Token(usize::MAX) {
+                    while let Ok((mut s, _)) = listener.accept() {
+                        let _ = s.set_nodelay(true);
+                        let e = conns.vacant_entry();
+                        let _ = poll.registry().register(
+                            &mut s,
+                            Token(e.key()),
+                            Interest::READABLE | Interest::WRITABLE,
+                        );
+                        e.insert((s, Vec::new(), Vec::new()));
+                    }
+                    continue;
+                }
+                let key = ev.token().0;
+                let Some((s, inbuf, out)) = conns.get_mut(key) else {
+                    continue;
+                };
+                let mut dead = false;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => {
+                            dead = true;
+                            break;
+                        }
+                        Ok(n) => inbuf.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            dead = true;
+                            break;
+                        }
+                    }
+                }
+                let mut at = 0;
+                while let Ok(Status::Complete(f)) = wire::decode_frame(&inbuf[at..], u32::MAX) {
+                    let n = f.wire_len();
+                    match Command::decode(f.message) {
+                        Ok(Command::Dial { remote_id }) if f.is_command() => {
+                            Command::Accept {
+                                conn_id: next_id,
+                                remote_id,
+                            }
+                            .encode(out);
+                            next_id += 1;
+                        }
+                        _ => out.extend_from_slice(&inbuf[at..at + n]),
+                    }
+                    at += n;
+                }
+                inbuf.drain(..at);
+                while !out.is_empty() {
+                    match s.write(out) {
+                        Ok(n) => {
+                            out.drain(..n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            dead = true;
+                            break;
+                        }
+                    }
+                }
+                if dead {
+                    let (mut s, _, _) = conns.remove(key);
+                    let _ = poll.registry().deregister(&mut s);
+                }
+            }
+        }
+    });
+    Ok(addr)
+}
+
+struct Flow {
+    next_send: u64,
+    next_expect: u64,
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let a = args()?;
+    let mut poll = Poll::new()?;
+    let mut d = EndpointDriver::new(TokenRange {
+        start: 1,
+        len: 1 << 20,
+    });
+    let base = Instant::now();
+    let client_addr = if a.direct { direct_echo()? } else { a.client };
+    let server_cfg = |id: u32| EndpointConfig {
+        server_id: id,
+        auth_key: a.key.clone().into_bytes(),
+        recv_queue_size: usize::MAX,
+        ..EndpointConfig::default()
+    };
+    let mut server_keys = Vec::new();
+    if !a.direct {
+        for id in 1..=a.servers as u32 {
+            server_keys.push(d.connect(
+                poll.registry(),
+                a.server,
+                Role::Server,
+                server_cfg(id),
+                base,
+            )?);
+        }
+    }
+    let servers_needed = server_keys.len();
+    let mut ready_servers = 0;
+    let mut clients_started = false;
+    let total_clients = if a.idle > 0 { a.idle } else { a.clients };
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut by_conn: HashMap<(usize, u32), usize> = HashMap::new();
+    let mut client_index: HashMap<usize, usize> = HashMap::new();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut msg = Vec::new();
+    let mut events = Events::with_capacity(4096);
+    let wanted_flows = total_clients * a.vconns;
+    let mut ready_at: Option<Instant> = None;
+    let mut window: Option<(Instant, Option<ProcStat>, u64)> = None;
+    let mut stop_at: Option<Instant> = None;
+    let mut round_trips: u64 = 0;
+    let mut outstanding: u64 = 0;
+    let before_idle = a.gateway_pid.map(proc_stat).transpose()?;
+
+    loop {
+        let now = Instant::now();
+        if !clients_started && ready_servers == servers_needed {
+            clients_started = true;
+            for i in 0..total_clients {
+                let source = if a.sources > 1 {
+                    2 + (i % usize::from(a.sources - 1)) as u8
+                } else {
+                    1
+                };
+                let stream = connect_from(client_addr, source)?;
+                let k = d.add(
+                    poll.registry(),
+                    stream,
+                    Role::Client,
+                    EndpointConfig::default(),
+                    now,
+                )?;
+                client_index.insert(k, i);
+            }
+        }
+        // Phases: set up, warm up, measure, drain.
+        if ready_at.is_none() && flows.len() == wanted_flows && clients_started {
+            ready_at = Some(now);
+            eprintln!("{} vconns open after {:.2?}", flows.len(), now - base);
+            if a.idle > 0 {
+                break;
+            }
+        }
+        if let Some(r) = ready_at {
+            if window.is_none() && now >= r + Duration::from_secs_f64(a.warmup) {
+                let g = a.gateway_pid.map(proc_stat).transpose()?;
+                window = Some((now, g, round_trips));
+                hist.reset();
+            }
+        }
+        if let Some((w, _, _)) = window {
+            if stop_at.is_none() && now >= w + Duration::from_secs_f64(a.secs) {
+                stop_at = Some(now);
+            }
+        }
+        if let Some(s) = stop_at {
+            if outstanding == 0 {
+                break;
+            }
+            if now > s + Duration::from_secs(10) {
+                return Err(format!("{outstanding} echoes never came back").into());
+            }
+        }
+        let timeout = d
+            .poll_timeout(now)
+            .map(|t| t.min(Duration::from_millis(100)));
+        poll.poll(&mut events, timeout.or(Some(Duration::from_millis(100))))?;
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), Instant::now());
+        while let Some(ev) = d.poll_event() {
+            let now = Instant::now();
+            match ev {
+                DriverEvent::Endpoint(k, Event::Ready) if server_keys.contains(&k) => {
+                    ready_servers += 1
+                }
+                DriverEvent::Endpoint(k, Event::Ready) => {
+                    let i = client_index[&k];
+                    let ep = d.endpoint(k).ok_or("endpoint vanished")?;
+                    for j in 0..a.vconns {
+                        let target = if a.direct {
+                            1
+                        } else {
+                            ((i * a.vconns + j) % a.servers) as u32 + 1
+                        };
+                        ep.dial(target)?;
+                    }
+                }
+                DriverEvent::Endpoint(k, Event::Dialed { conn_id, .. }) => {
+                    let idx = flows.len();
+                    flows.push(Flow {
+                        next_send: 0,
+                        next_expect: 0,
+                    });
+                    by_conn.insert((k, conn_id), idx);
+                    if a.idle == 0 {
+                        let f = &mut flows[idx];
+                        let ep = d.endpoint(k).ok_or("endpoint vanished")?;
+                        for _ in 0..a.inflight {
+                            fill(
+                                &mut msg,
+                                f.next_send,
+                                (now - base).as_nanos() as u64,
+                                a.bytes,
+                            );
+                            ep.send(conn_id, &msg)?;
+                            f.next_send += 1;
+                            outstanding += 1;
+                        }
+                    }
+                }
+                DriverEvent::Endpoint(k, Event::DialRefused { remote_id, .. }) => {
+                    return Err(format!("client {k}: dial to {remote_id} refused").into())
+                }
+                DriverEvent::Endpoint(k, Event::Message { conn_id, data })
+                    if server_keys.contains(&k) =>
+                {
+                    d.endpoint(k)
+                        .ok_or("endpoint vanished")?
+                        .send(conn_id, &data)?;
+                }
+                DriverEvent::Endpoint(k, Event::Message { conn_id, data }) => {
+                    let idx = *by_conn
+                        .get(&(k, conn_id))
+                        .ok_or("echo on an unknown vconn")?;
+                    let f = &mut flows[idx];
+                    let sent = check(&data, f.next_expect, a.bytes)
+                        .map_err(|e| format!("client {k} vconn {conn_id}: {e}"))?;
+                    f.next_expect += 1;
+                    outstanding -= 1;
+                    round_trips += 1;
+                    let rtt = ((now - base).as_nanos() as u64).saturating_sub(sent).max(1);
+                    if window.is_some() && stop_at.is_none() {
+                        hist.record(rtt)?;
+                    }
+                    if stop_at.is_none() {
+                        fill(
+                            &mut msg,
+                            f.next_send,
+                            (now - base).as_nanos() as u64,
+                            a.bytes,
+                        );
+                        d.endpoint(k)
+                            .ok_or("endpoint vanished")?
+                            .send(conn_id, &msg)?;
+                        f.next_send += 1;
+                        outstanding += 1;
+                    }
+                }
+                DriverEvent::Endpoint(_, Event::Accepted { .. }) => {}
+                DriverEvent::Endpoint(k, other) => {
+                    return Err(format!("endpoint {k}: unexpected {other:?}").into())
+                }
+                DriverEvent::Closed(k, e) => return Err(format!("endpoint {k} closed: {e}").into()),
+            }
+        }
+    }
+
+    if a.idle > 0 {
+        // Let the gateway settle, then read its memory.
+        std::thread::sleep(Duration::from_secs(2));
+        let (Some(before), Some(pid)) = (before_idle, a.gateway_pid) else {
+            println!(
+                "idle: {} clients holding a vconn each (no --gateway-pid: no memory figures)",
+                a.idle
+            );
+            return Ok(());
+        };
+        let after = proc_stat(pid)?;
+        let per = (after.rss_kib.saturating_sub(before.rss_kib) * 1024) as f64 / a.idle as f64;
+        println!(
+            "idle: clients={} gateway_rss_before_kib={} gateway_rss_after_kib={} bytes_per_client={per:.0}",
+            a.idle, before.rss_kib, after.rss_kib
+        );
+        return Ok(());
+    }
+
+    let (w, g0, rt0) = window.ok_or("the run ended before the measurement window")?;
+    let elapsed = stop_at.unwrap_or_else(Instant::now) - w;
+    let n = round_trips - rt0;
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "mode={} servers={} clients={} vconns={} bytes={} inflight={} secs={:.2}",
+        if a.direct { "direct" } else { "gateway" },
+        a.servers,
+        a.clients,
+        a.vconns,
+        a.bytes,
+        a.inflight,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "round_trips={n} rt_per_sec={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
+        n as f64 / elapsed.as_secs_f64(),
+        us(0.50),
+        us(0.99),
+        us(0.999),
+        hist.max() as f64 / 1000.0
+    );
+    if let (Some(pid), Some(g0)) = (a.gateway_pid, g0) {
+        let g1 = proc_stat(pid)?;
+        let cpu = g1.cpu_secs - g0.cpu_secs;
+        println!(
+            "gateway_cpu_secs={cpu:.2} gateway_cpu_util={:.0}% rt_per_gateway_cpu_sec={:.0} gateway_rss_kib={} gateway_peak_rss_kib={}",
+            100.0 * cpu / elapsed.as_secs_f64(),
+            if cpu > 0.0 { n as f64 / cpu } else { f64::NAN },
+            g1.rss_kib,
+            g1.hwm_kib
+        );
+    }
+    Ok(())
+}
