@@ -5,6 +5,8 @@
 //! cargo run --release --example loadgen -- --client 127.0.0.1:4000 --server 127.0.0.1:4001 \
 //!     --servers 1 --clients 100 --vconns 1 --bytes 64 --inflight 1 --secs 10 --gateway-pid PID
 //! cargo run --release --example loadgen -- --direct --clients 100 --bytes 64 --secs 10
+//! cargo run --release --example loadgen -- --serve-direct 127.0.0.1:4100   # echo server alone
+//! cargo run --release --example loadgen -- --direct-addr 127.0.0.1:4100 --gateway-pid ECHO_PID
 //! cargo run --release --example loadgen -- --client ... --server ... --idle 10000 --gateway-pid PID
 //! ```
 //!
@@ -12,7 +14,10 @@
 //! `--gateway-pid` the gateway's CPU seconds and memory (from /proc), so
 //! round trips per gateway CPU-second can be read off. `--direct` runs the
 //! same clients against an in-process echo server that answers dials
-//! itself (no gateway), for the cost of the extra hop. `--idle N` opens N
+//! itself (no gateway), for the cost of the extra hop; `--serve-direct` runs
+//! that echo server as a process of its own, and `--direct-addr` points the
+//! clients at it, so the per-round-trip CPU floor of a one-hop relay can be
+//! measured like the gateway's (pass its pid as `--gateway-pid`). `--idle N` opens N
 //! clients holding one vconn each and reports the gateway's memory per
 //! client. A lost, duplicated, reordered or corrupted echo aborts the run.
 
@@ -46,6 +51,8 @@ struct Args {
     direct: bool,
     idle: usize,
     sources: u8,
+    serve_direct: Option<SocketAddr>,
+    direct_addr: Option<SocketAddr>,
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
@@ -69,6 +76,8 @@ fn args() -> Result<Args, Box<dyn Error>> {
         direct: p.contains("--direct"),
         idle: p.opt_value_from_str("--idle")?.unwrap_or(0),
         sources: p.opt_value_from_str("--sources")?.unwrap_or(1),
+        serve_direct: p.opt_value_from_str("--serve-direct")?,
+        direct_addr: p.opt_value_from_str("--direct-addr")?,
     };
     let rest = p.finish();
     if !rest.is_empty() {
@@ -172,11 +181,13 @@ fn connect_from(addr: SocketAddr, source: u8) -> io::Result<TcpStream> {
     Ok(TcpStream::from_std(s.into()))
 }
 
-/// An echo server that answers dials itself: the `--direct` baseline.
-fn direct_echo() -> io::Result<SocketAddr> {
-    let mut listener = TcpListener::bind("127.0.0.1:0".parse().map_err(io::Error::other)?)?;
+/// An echo server that answers dials itself: the `--direct` baseline, on a
+/// thread of its own (or, with `--serve-direct`, as the whole process, so it
+/// can be pinned and its CPU time measured like the gateway's).
+fn direct_echo(at: SocketAddr, in_thread: bool) -> io::Result<SocketAddr> {
+    let mut listener = TcpListener::bind(at)?;
     let addr = listener.local_addr()?;
-    std::thread::spawn(move || {
+    let mut serve = move || {
         let mut poll = Poll::new().expect("poll");
         poll.registry()
             .register(&mut listener, Token(usize::MAX), Interest::READABLE)
@@ -257,7 +268,12 @@ fn direct_echo() -> io::Result<SocketAddr> {
                 }
             }
         }
-    });
+    };
+    if in_thread {
+        std::thread::spawn(serve);
+    } else {
+        serve();
+    }
     Ok(addr)
 }
 
@@ -268,13 +284,23 @@ struct Flow {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let a = args()?;
+    if let Some(at) = a.serve_direct {
+        eprintln!("direct echo server at {at}, pid {}", std::process::id());
+        direct_echo(at, false)?;
+        return Ok(());
+    }
+    let direct = a.direct || a.direct_addr.is_some();
     let mut poll = Poll::new()?;
     let mut d = EndpointDriver::new(TokenRange {
         start: 1,
         len: 1 << 20,
     });
     let base = Instant::now();
-    let client_addr = if a.direct { direct_echo()? } else { a.client };
+    let client_addr = match (a.direct_addr, a.direct) {
+        (Some(addr), _) => addr,
+        (None, true) => direct_echo("127.0.0.1:0".parse()?, true)?,
+        (None, false) => a.client,
+    };
     let server_cfg = |id: u32| EndpointConfig {
         server_id: id,
         auth_key: a.key.clone().into_bytes(),
@@ -282,7 +308,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ..EndpointConfig::default()
     };
     let mut server_keys = Vec::new();
-    if !a.direct {
+    if !direct {
         for id in 1..=a.servers as u32 {
             server_keys.push(d.connect(
                 poll.registry(),
@@ -481,7 +507,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "mode={} servers={} clients={} vconns={} bytes={} inflight={} secs={:.2}",
-        if a.direct { "direct" } else { "gateway" },
+        if direct { "direct" } else { "gateway" },
         a.servers,
         a.clients,
         a.vconns,

@@ -79,6 +79,35 @@ impl ReadBuf {
             .is_some_and(|c| self.len() == pool.bytes(c).len())
     }
 
+    /// Moves the unconsumed bytes into a chunk of `size` bytes if they fit
+    /// and the chunk held now is larger, so a connection waiting for the rest
+    /// of a frame keeps no more than its configured buffer.
+    pub fn shrink(&mut self, pool: &mut Pool, size: usize) {
+        let Some(c) = &self.chunk else {
+            return;
+        };
+        if c.size() <= pool.chunk_size_for(size) || self.len() > size {
+            return;
+        }
+        let small = pool.get(size);
+        let (start, end) = (self.start as usize, self.end as usize);
+        let mut tmp = [0u8; 256];
+        // The two chunks are both in the pool; copy through the stack in
+        // pieces rather than borrowing the pool twice.
+        let mut at = 0;
+        while at < end - start {
+            let n = (end - start - at).min(tmp.len());
+            tmp[..n].copy_from_slice(&pool.bytes(c)[start + at..start + at + n]);
+            pool.bytes_mut(&small)[at..at + n].copy_from_slice(&tmp[..n]);
+            at += n;
+        }
+        if let Some(old) = self.chunk.replace(small) {
+            pool.put(old);
+        }
+        self.end -= self.start;
+        self.start = 0;
+    }
+
     /// Drops `n` processed bytes; gives the chunk back once empty.
     pub fn consume(&mut self, pool: &mut Pool, n: usize) {
         debug_assert!(n <= self.len());
@@ -117,6 +146,14 @@ mod tests {
         rb.consume(&mut pool, 100);
         assert!(!rb.holds_chunk());
         assert_eq!(pool.stats().chunks_in_use, 0);
+        // A leftover in a large chunk moves to a small one.
+        let mut src: &[u8] = &[9u8; 1000];
+        rb.fill_from(&mut pool, 4096, &mut src).unwrap();
+        rb.consume(&mut pool, 900);
+        rb.shrink(&mut pool, 128);
+        assert_eq!(rb.data(&pool), &[9u8; 100][..]);
+        assert_eq!(pool.stats().bytes_in_use, 128);
+        rb.consume(&mut pool, 100);
         // A read of nothing (EOF, or WouldBlock) holds no chunk afterwards.
         assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (0, false));
         assert!(!rb.holds_chunk());

@@ -24,6 +24,8 @@ use crate::wire::{
 
 /// Most reads from one connection per turn.
 const READS_PER_TURN: usize = 4;
+/// Reads take up to this many times a connection's buffer size.
+const READ_SIZE_FACTOR: usize = 16;
 
 /// What to do after taking bytes from the read buffer.
 enum Flow {
@@ -47,17 +49,35 @@ enum Route {
 }
 
 impl<T: Read + Write> Core<T> {
-    /// Reads from and processes connection `key`, a bounded amount.
+    /// Reads from and processes connection `key`, a bounded amount; then
+    /// shrinks what is left in its read buffer back to its buffer size.
     pub(super) fn process_input(&mut self, key: usize, now: Instant) {
         if self.draining {
             return;
         }
+        self.read_and_route(key, now);
+        if let Some(c) = self.conns.get_mut(key) {
+            let keep = self.cfg.side(c.side).buffer_size;
+            c.rbuf.shrink(&mut self.rpool, keep);
+        }
+    }
+
+    /// Bytes taken per read: reads go into a transient chunk larger than the
+    /// connection's buffer, so a burst of frames costs one syscall, not one
+    /// per buffer-full; only a partial frame stays behind, in a chunk of the
+    /// configured buffer size (see `ReadBuf::shrink`).
+    fn read_size(&self, side: Side) -> usize {
+        let b = self.cfg.side(side).buffer_size;
+        (b * READ_SIZE_FACTOR).min(self.cfg.pool.max_chunk).max(b)
+    }
+
+    fn read_and_route(&mut self, key: usize, now: Instant) {
         let mut reads = 0;
         loop {
             if let Flow::Stop = self.take_input(key, now) {
                 return;
             }
-            let c = &mut self.conns[key];
+            let c = &self.conns[key];
             if !c.readable || c.rbuf.is_full(&self.rpool) {
                 return;
             }
@@ -65,7 +85,8 @@ impl<T: Read + Write> Core<T> {
                 self.mark_ready(key);
                 return;
             }
-            let size = self.cfg.side(c.side).buffer_size;
+            let size = self.read_size(c.side);
+            let c = &mut self.conns[key];
             match c.rbuf.fill_from(&mut self.rpool, size, &mut c.io) {
                 Ok((0, _)) => {
                     self.doom(key, CloseReason::PeerClosed);
@@ -177,10 +198,12 @@ impl<T: Read + Write> Core<T> {
         if h.is_command() {
             return self.take_command(key, h, now);
         }
-        if h.frame_len() > self.cfg.side(c.side).buffer_size {
-            return self.begin_large(key, h);
-        }
         if data.len() < h.frame_len() {
+            // Incomplete: a frame that fits the connection's buffer waits
+            // there; a longer one is streamed or gathered as it arrives.
+            if h.frame_len() > self.cfg.side(c.side).buffer_size {
+                return self.begin_large(key, h);
+            }
             return Flow::NeedMore;
         }
         match self.route(key, h.conn_id) {
