@@ -53,6 +53,7 @@ struct Args {
     sources: u8,
     serve_direct: Option<SocketAddr>,
     direct_addr: Option<SocketAddr>,
+    round_trips: Option<u64>,
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
@@ -78,6 +79,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
         sources: p.opt_value_from_str("--sources")?.unwrap_or(1),
         serve_direct: p.opt_value_from_str("--serve-direct")?,
         direct_addr: p.opt_value_from_str("--direct-addr")?,
+        round_trips: p.opt_value_from_str("--round-trips")?,
     };
     let rest = p.finish();
     if !rest.is_empty() {
@@ -366,14 +368,22 @@ fn main() -> Result<(), Box<dyn Error>> {
                 break;
             }
         }
-        if let Some(r) = ready_at {
+        if let (Some(limit), Some(_)) = (a.round_trips, ready_at) {
+            if window.is_none() {
+                let g = a.gateway_pid.map(proc_stat).transpose()?;
+                window = Some((now, g, 0));
+            }
+            if stop_at.is_none() && round_trips + outstanding >= limit {
+                stop_at = Some(now);
+            }
+        } else if let Some(r) = ready_at {
             if window.is_none() && now >= r + Duration::from_secs_f64(a.warmup) {
                 let g = a.gateway_pid.map(proc_stat).transpose()?;
                 window = Some((now, g, round_trips));
                 hist.reset();
             }
         }
-        if let Some((w, _, _)) = window {
+        if let (Some((w, _, _)), None) = (window, a.round_trips) {
             if stop_at.is_none() && now >= w + Duration::from_secs_f64(a.secs) {
                 stop_at = Some(now);
             }
@@ -502,7 +512,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let (w, g0, rt0) = window.ok_or("the run ended before the measurement window")?;
-    let elapsed = stop_at.unwrap_or_else(Instant::now) - w;
+    let elapsed = if a.round_trips.is_some() {
+        Instant::now()
+    } else {
+        stop_at.unwrap_or_else(Instant::now)
+    } - w;
     let n = round_trips - rt0;
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     println!(
