@@ -88,7 +88,9 @@ impl Pool {
     }
 
     fn class_for(&self, min: usize) -> Option<usize> {
-        self.classes.iter().position(|c| c.size >= min)
+        // Sizes grow strictly, so a binary search finds the first that fits.
+        let i = self.classes.partition_point(|c| c.size < min);
+        (i < self.classes.len()).then_some(i)
     }
 
     /// Checks out a chunk of at least `min` bytes.

@@ -97,6 +97,13 @@ impl WriteQueue {
         if self.bytes == 0 {
             return Ok(0);
         }
+        if self.entries.len() == 1 {
+            // The common case: one chunk, a plain write, no iovec array.
+            let e = &self.entries[0];
+            let written = w.write(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize])?;
+            self.consume(pool, written);
+            return Ok(written);
+        }
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut n_iov = 0;
         for (slot, e) in iov.iter_mut().zip(self.entries.iter()) {
