@@ -11,11 +11,11 @@ mod blocking;
 mod config;
 mod core;
 pub mod driver;
+mod error;
 
-pub use self::blocking::{
-    AcceptError, Client, ConnectError, DialError, RecvError, Server, VirtualConn,
-};
+pub use self::blocking::{Client, Server, VirtualConn};
 pub use self::config::{
     EndpointConfig, EndpointConfigError, FormatError, MsgFormat, Raw, Text, TimeoutCallback,
 };
 pub use self::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
+pub use self::error::{AcceptError, ConnectError, DialError, RecvError};

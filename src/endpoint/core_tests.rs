@@ -1,0 +1,206 @@
+//! Tests of the sans-IO endpoint: dial matching, messages, the server
+//! handshake, bad input from the gateway, keep-alive.
+
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn bytes(cmds: &[Command]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in cmds {
+        c.encode(&mut out);
+    }
+    out
+}
+
+fn events(e: &mut Endpoint) -> Vec<Event> {
+    std::iter::from_fn(|| e.poll_event()).collect()
+}
+
+#[test]
+fn replies_match_the_oldest_dial_per_remote() {
+    let now = Instant::now();
+    let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+    assert_eq!(events(&mut e), vec![Event::Ready]);
+    let a1 = e.dial(1).unwrap();
+    let b = e.dial(2).unwrap();
+    let a2 = e.dial(1).unwrap();
+    assert_eq!(
+        e.take_output(),
+        bytes(&[
+            Command::Dial { remote_id: 1 },
+            Command::Dial { remote_id: 2 },
+            Command::Dial { remote_id: 1 },
+        ])
+    );
+    let input = bytes(&[
+        Command::Accept {
+            conn_id: 10,
+            remote_id: 1,
+        },
+        Command::Refuse { remote_id: 2 },
+        Command::Accept {
+            conn_id: 11,
+            remote_id: 1,
+        },
+    ]);
+    // Byte by byte, to exercise partial frames.
+    for b in &input {
+        e.receive(std::slice::from_ref(b), now).unwrap();
+    }
+    assert_eq!(
+        events(&mut e),
+        vec![
+            Event::Dialed {
+                dial: a1,
+                conn_id: 10,
+                remote_id: 1
+            },
+            Event::DialRefused {
+                dial: b,
+                remote_id: 2
+            },
+            Event::Dialed {
+                dial: a2,
+                conn_id: 11,
+                remote_id: 1
+            },
+        ]
+    );
+    assert_eq!(e.vconn_count(), 2);
+    assert_eq!(e.pending_dials(), 0);
+}
+
+#[test]
+fn messages_closes_and_sends() {
+    let now = Instant::now();
+    let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+    e.receive(
+        &bytes(&[Command::Connect {
+            conn_id: 5,
+            remote_id: 9,
+        }]),
+        now,
+    )
+    .unwrap();
+    let mut frame = Vec::new();
+    wire::encode_frame(&mut frame, 5, b"hi");
+    wire::encode_frame(&mut frame, 6, b"not mine");
+    e.receive(&frame, now).unwrap();
+    e.send(5, b"yo").unwrap();
+    assert_eq!(e.send(6, b"x"), Err(SendError::NotOpen(6)));
+    let big = vec![0; e.cfg.max_message() + 1];
+    assert!(matches!(e.send(5, &big), Err(SendError::TooLarge { .. })));
+    e.receive(&bytes(&[Command::Close { conn_id: 5 }]), now)
+        .unwrap();
+    assert_eq!(
+        events(&mut e)[1..],
+        [
+            Event::Accepted {
+                conn_id: 5,
+                remote_id: 9
+            },
+            Event::Message {
+                conn_id: 5,
+                data: b"hi".to_vec()
+            },
+            Event::Closed { conn_id: 5 },
+        ]
+    );
+    assert_eq!(e.send(5, b"late"), Err(SendError::NotOpen(5)));
+}
+
+#[test]
+fn server_handshake_answers_and_confirms_with_a_ping() {
+    let now = Instant::now();
+    let cfg = EndpointConfig {
+        server_id: 3,
+        auth_key: b"k".to_vec(),
+        ..EndpointConfig::default()
+    };
+    let mut e = Endpoint::new(Role::Server, cfg, now);
+    assert!(!e.is_ready());
+    let challenge = Challenge([9; 8]);
+    e.receive(&challenge.0[..5], now).unwrap();
+    assert!(e.output().is_empty());
+    e.receive(&challenge.0[5..], now).unwrap();
+    let mut expect = challenge.respond(b"k", 3).to_bytes().to_vec();
+    Command::Ping.encode(&mut expect);
+    assert_eq!(e.take_output(), expect);
+    e.receive(&bytes(&[Command::Ping]), now).unwrap();
+    assert!(e.is_ready());
+    assert_eq!(events(&mut e), vec![Event::Ready]);
+}
+
+#[test]
+fn hang_up_during_handshake_is_a_rejection() {
+    let now = Instant::now();
+    let mut e = Endpoint::new(Role::Server, EndpointConfig::default(), now);
+    e.receive(&[0; 8], now).unwrap();
+    assert_eq!(e.disconnected(), EndpointError::HandshakeRejected);
+    assert_eq!(e.dial(1), Err(EndpointError::HandshakeRejected));
+}
+
+#[test]
+fn bad_input_from_the_gateway_fails_the_endpoint() {
+    let now = Instant::now();
+    let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+    let d = e.dial(1).unwrap();
+    e.receive(
+        &bytes(&[Command::Connect {
+            conn_id: 1,
+            remote_id: 1,
+        }]),
+        now,
+    )
+    .unwrap();
+    let err = e
+        .receive(&bytes(&[Command::Dial { remote_id: 1 }]), now)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        EndpointError::Command(CommandError::Forbidden { .. })
+    ));
+    let evs = events(&mut e);
+    assert!(evs.contains(&Event::DialFailed { dial: d }));
+    assert!(evs.contains(&Event::Closed { conn_id: 1 }));
+    let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
+    let err = e.receive(
+        &bytes(&[Command::Accept {
+            conn_id: 1,
+            remote_id: 4,
+        }]),
+        now,
+    );
+    assert_eq!(err, Err(EndpointError::UnexpectedReply { remote_id: 4 }));
+}
+
+#[test]
+fn keep_alive_pings_and_the_callback_decides() {
+    let t0 = Instant::now();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let cfg = EndpointConfig {
+        ping_interval: Some(Duration::from_secs(10)),
+        ping_timeout: Some(Duration::from_secs(5)),
+        timeout_callback: Some(Arc::new(move || c2.fetch_add(1, Ordering::SeqCst) == 0)),
+        ..EndpointConfig::default()
+    };
+    let mut e = Endpoint::new(Role::Client, cfg, t0);
+    assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    e.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
+    assert_eq!(e.take_output(), bytes(&[Command::Ping]));
+    // Answered in time: no callback.
+    e.receive(&bytes(&[Command::Ping]), t0 + Duration::from_secs(11))
+        .unwrap();
+    e.handle_timeout(t0 + Duration::from_secs(20)).unwrap();
+    // Not answered: the callback says keep (first call)...
+    e.handle_timeout(t0 + Duration::from_secs(25)).unwrap();
+    assert!(events(&mut e).contains(&Event::PingTimeout { kept: true }));
+    // ...then close (second call).
+    e.handle_timeout(t0 + Duration::from_secs(30)).unwrap();
+    let err = e.handle_timeout(t0 + Duration::from_secs(35)).unwrap_err();
+    assert_eq!(err, EndpointError::PingTimeout);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
