@@ -166,28 +166,36 @@ impl Config {
         if self.max_packet < crate::wire::MIN_LENGTH + 5 {
             return Err(bad("MaxPacket", "must be at least 9 to carry commands"));
         }
-        for (side, prefix) in [(&self.client, "Client"), (&self.server, "Server")] {
-            let field = |name: &'static str| -> &'static str {
-                match (prefix, name) {
-                    ("Client", "buf") => "ClientBufferSize",
-                    ("Server", "buf") => "ServerBufferSize",
-                    ("Client", "idle") => "ClientIdleTimeout",
-                    ("Server", "idle") => "ServerIdleTimeout",
-                    ("Client", _) => "ClientSendChanSize",
-                    _ => "ServerSendChanSize",
-                }
-            };
+        let sides = [
+            (
+                &self.client,
+                [
+                    "ClientBufferSize",
+                    "ClientIdleTimeout",
+                    "ClientSendChanSize",
+                ],
+            ),
+            (
+                &self.server,
+                [
+                    "ServerBufferSize",
+                    "ServerIdleTimeout",
+                    "ServerSendChanSize",
+                ],
+            ),
+        ];
+        for (side, [buf_flag, idle_flag, queue_flag]) in sides {
             if side.buffer_size < MIN_BUFFER_SIZE {
                 return Err(bad(
-                    field("buf"),
+                    buf_flag,
                     format!("must be at least {MIN_BUFFER_SIZE} bytes"),
                 ));
             }
             if side.idle_timeout.is_zero() {
-                return Err(bad(field("idle"), "must be greater than zero"));
+                return Err(bad(idle_flag, "must be greater than zero"));
             }
             if side.send_queue_msgs == 0 || side.send_queue_bytes == 0 {
-                return Err(bad(field("queue"), "must be greater than zero"));
+                return Err(bad(queue_flag, "must be greater than zero"));
             }
         }
         if self.client.max_vconns == Some(0) {

@@ -184,7 +184,7 @@ fn reader<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, buffer_size: usize) 
             Ok(0) => return shared.fail(None),
             Ok(n) => {
                 let mut s = shared.lock();
-                let r = s.ep.receive(&buf[..n], Instant::now());
+                let r = s.ep.receive(&buf[..n]);
                 shared.absorb(&mut s);
                 if let Err(e) = r {
                     warn!("{e}");

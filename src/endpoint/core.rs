@@ -343,16 +343,16 @@ impl Endpoint {
     }
 
     /// Takes bytes read from the gateway.
-    pub fn receive(&mut self, bytes: &[u8], now: Instant) -> Result<(), EndpointError> {
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<(), EndpointError> {
         self.check()?;
         self.inbuf.extend_from_slice(bytes);
         let mut at = 0;
-        let result = self.parse(&mut at, now);
+        let result = self.parse(&mut at);
         self.inbuf.drain(..at);
         result.map_err(|e| self.fail(e))
     }
 
-    fn parse(&mut self, at: &mut usize, now: Instant) -> Result<(), EndpointError> {
+    fn parse(&mut self, at: &mut usize) -> Result<(), EndpointError> {
         if self.phase == Phase::AwaitChallenge {
             let Status::Complete(challenge) = Challenge::decode(&self.inbuf) else {
                 return Ok(());
@@ -376,7 +376,7 @@ impl Endpoint {
                 let cmd = Command::decode_from(Origin::Gateway, frame.message)
                     .map_err(EndpointError::Command)?;
                 *at += n;
-                self.on_command(cmd, now)?;
+                self.on_command(cmd)?;
             } else {
                 if self.vconns.contains_key(&frame.conn_id) {
                     self.events.push_back(Event::Message {
@@ -403,7 +403,7 @@ impl Endpoint {
         Ok(dial)
     }
 
-    fn on_command(&mut self, cmd: Command, _now: Instant) -> Result<(), EndpointError> {
+    fn on_command(&mut self, cmd: Command) -> Result<(), EndpointError> {
         match cmd {
             Command::Accept { conn_id, remote_id } => {
                 let dial = self.pop_dial(remote_id)?;

@@ -47,7 +47,7 @@ fn replies_match_the_oldest_dial_per_remote() {
     ]);
     // Byte by byte, to exercise partial frames.
     for b in &input {
-        e.receive(std::slice::from_ref(b), now).unwrap();
+        e.receive(std::slice::from_ref(b)).unwrap();
     }
     assert_eq!(
         events(&mut e),
@@ -76,24 +76,20 @@ fn replies_match_the_oldest_dial_per_remote() {
 fn messages_closes_and_sends() {
     let now = Instant::now();
     let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
-    e.receive(
-        &bytes(&[Command::Connect {
-            conn_id: 5,
-            remote_id: 9,
-        }]),
-        now,
-    )
+    e.receive(&bytes(&[Command::Connect {
+        conn_id: 5,
+        remote_id: 9,
+    }]))
     .unwrap();
     let mut frame = Vec::new();
     wire::encode_frame(&mut frame, 5, b"hi");
     wire::encode_frame(&mut frame, 6, b"not mine");
-    e.receive(&frame, now).unwrap();
+    e.receive(&frame).unwrap();
     e.send(5, b"yo").unwrap();
     assert_eq!(e.send(6, b"x"), Err(SendError::NotOpen(6)));
     let big = vec![0; e.cfg.max_message() + 1];
     assert!(matches!(e.send(5, &big), Err(SendError::TooLarge { .. })));
-    e.receive(&bytes(&[Command::Close { conn_id: 5 }]), now)
-        .unwrap();
+    e.receive(&bytes(&[Command::Close { conn_id: 5 }])).unwrap();
     assert_eq!(
         events(&mut e)[1..],
         [
@@ -122,13 +118,13 @@ fn server_handshake_answers_and_confirms_with_a_ping() {
     let mut e = Endpoint::new(Role::Server, cfg, now);
     assert!(!e.is_ready());
     let challenge = Challenge([9; 8]);
-    e.receive(&challenge.0[..5], now).unwrap();
+    e.receive(&challenge.0[..5]).unwrap();
     assert!(e.output().is_empty());
-    e.receive(&challenge.0[5..], now).unwrap();
+    e.receive(&challenge.0[5..]).unwrap();
     let mut expect = challenge.respond(b"k", 3).to_bytes().to_vec();
     Command::Ping.encode(&mut expect);
     assert_eq!(e.take_output(), expect);
-    e.receive(&bytes(&[Command::Ping]), now).unwrap();
+    e.receive(&bytes(&[Command::Ping])).unwrap();
     assert!(e.is_ready());
     assert_eq!(events(&mut e), vec![Event::Ready]);
 }
@@ -137,7 +133,7 @@ fn server_handshake_answers_and_confirms_with_a_ping() {
 fn hang_up_during_handshake_is_a_rejection() {
     let now = Instant::now();
     let mut e = Endpoint::new(Role::Server, EndpointConfig::default(), now);
-    e.receive(&[0; 8], now).unwrap();
+    e.receive(&[0; 8]).unwrap();
     assert_eq!(e.disconnected(), EndpointError::HandshakeRejected);
     assert_eq!(e.dial(1), Err(EndpointError::HandshakeRejected));
 }
@@ -147,16 +143,13 @@ fn bad_input_from_the_gateway_fails_the_endpoint() {
     let now = Instant::now();
     let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
     let d = e.dial(1).unwrap();
-    e.receive(
-        &bytes(&[Command::Connect {
-            conn_id: 1,
-            remote_id: 1,
-        }]),
-        now,
-    )
+    e.receive(&bytes(&[Command::Connect {
+        conn_id: 1,
+        remote_id: 1,
+    }]))
     .unwrap();
     let err = e
-        .receive(&bytes(&[Command::Dial { remote_id: 1 }]), now)
+        .receive(&bytes(&[Command::Dial { remote_id: 1 }]))
         .unwrap_err();
     assert!(matches!(
         err,
@@ -166,13 +159,10 @@ fn bad_input_from_the_gateway_fails_the_endpoint() {
     assert!(evs.contains(&Event::DialFailed { dial: d }));
     assert!(evs.contains(&Event::Closed { conn_id: 1 }));
     let mut e = Endpoint::new(Role::Client, EndpointConfig::default(), now);
-    let err = e.receive(
-        &bytes(&[Command::Accept {
-            conn_id: 1,
-            remote_id: 4,
-        }]),
-        now,
-    );
+    let err = e.receive(&bytes(&[Command::Accept {
+        conn_id: 1,
+        remote_id: 4,
+    }]));
     assert_eq!(err, Err(EndpointError::UnexpectedReply { remote_id: 4 }));
 }
 
@@ -192,8 +182,7 @@ fn keep_alive_pings_and_the_callback_decides() {
     e.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
     assert_eq!(e.take_output(), bytes(&[Command::Ping]));
     // Answered in time: no callback.
-    e.receive(&bytes(&[Command::Ping]), t0 + Duration::from_secs(11))
-        .unwrap();
+    e.receive(&bytes(&[Command::Ping])).unwrap();
     e.handle_timeout(t0 + Duration::from_secs(20)).unwrap();
     // Not answered: the callback says keep (first call)...
     e.handle_timeout(t0 + Duration::from_secs(25)).unwrap();

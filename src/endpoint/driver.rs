@@ -195,7 +195,7 @@ impl EndpointDriver {
                 Ok(0) => return Err(slot.ep.disconnected()),
                 Ok(n) => {
                     reads += 1;
-                    slot.ep.receive(&self.scratch[..n], now)?;
+                    slot.ep.receive(&self.scratch[..n])?;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => slot.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

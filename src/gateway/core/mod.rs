@@ -275,16 +275,6 @@ impl<T: Read + Write> Core<T> {
         self.closed.drain(..)
     }
 
-    /// The transport of a live connection.
-    pub fn transport(&self, key: usize) -> Option<&T> {
-        self.conns.get(key).map(|c| &c.io)
-    }
-
-    /// Marks a connection for closing at the end of the turn.
-    pub fn close(&mut self, key: usize, reason: CloseReason) {
-        self.doom(key, reason);
-    }
-
     pub(crate) fn stats_mut(&mut self) -> &mut Stats {
         &mut self.stats
     }
