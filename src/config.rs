@@ -5,43 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::buf::PoolConfig;
+pub use crate::side::Side;
 use crate::wire::DEFAULT_MAX_PACKET;
-
-/// Which listener a physical connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// A game client.
-    Client,
-    /// A backend server.
-    Server,
-}
-
-impl Side {
-    /// The other side: the one a Dial from this side reaches.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Client => Side::Server,
-            Side::Server => Side::Client,
-        }
-    }
-
-    /// 0 for clients, 1 for servers: an index into per-side arrays.
-    pub fn index(self) -> usize {
-        match self {
-            Side::Client => 0,
-            Side::Server => 1,
-        }
-    }
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::Client => "client",
-            Side::Server => "server",
-        })
-    }
-}
 
 /// Settings that differ between the client side and the server side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,30 +23,6 @@ pub struct SideConfig {
     pub send_queue_msgs: usize,
     /// Most bytes queued to one connection.
     pub send_queue_bytes: usize,
-}
-
-/// Parameters of the buffer pool (`MemPool*` flags).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolConfig {
-    /// Smallest chunk size class.
-    pub min_chunk: usize,
-    /// Largest chunk size class.
-    pub max_chunk: usize,
-    /// Growth factor between size classes.
-    pub factor: usize,
-    /// Bytes of each page from which chunks are cut.
-    pub page_size: usize,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig {
-            min_chunk: 64,
-            max_chunk: 64 * 1024,
-            factor: 2,
-            page_size: 1024 * 1024,
-        }
-    }
 }
 
 /// Everything the gateway needs to know, with the defaults of CLI.md.

@@ -6,6 +6,8 @@
 //!
 //! - [`wire`]: frame, command and handshake formats as pure functions;
 //! - [`buf`]: pooled chunks, read buffers and write queues;
+//! - [`transport`]: the byte streams under the framing (plain TCP, an
+//!   in-memory pipe) and the one place I/O results are classified;
 //! - [`gateway`]: the routing core (no I/O, time passed in) and the mio
 //!   driver [`Gateway`] that applications embed in their own loop;
 //! - [`config`]: the gateway's settings with the defaults of the `fastway`
@@ -22,7 +24,12 @@ pub mod cli;
 pub mod config;
 pub mod endpoint;
 pub mod gateway;
+pub mod side;
+pub mod tokens;
+pub mod transport;
 pub mod wire;
 
-pub use config::{Config, PoolConfig, Side, SideConfig};
-pub use gateway::{Gateway, Stats, TokenRange};
+pub use config::{Config, PoolConfig, SideConfig};
+pub use gateway::{Gateway, Stats};
+pub use side::Side;
+pub use tokens::TokenRange;

@@ -5,14 +5,17 @@
 //! end's list matches the table, ID maps agree, queue caps hold) and every
 //! byte the gateway sent must parse as frames it may send. At the end,
 //! with every peer gone, nothing may be left: no connection, no vconn, no
-//! buffer.
+//! buffer. Two promises of the data path are checked on every frame: a
+//! data frame a peer receives is a run of bytes some peer actually sent
+//! (nothing invented, nothing spliced from two sources), and no connection
+//! waits on anything but a congested server (a partial frame holds no one).
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use uniway::gateway::mem::MemPipe;
+use uniway::transport::{MemPipe, Ready};
 use uniway::gateway::Core;
 use uniway::wire::{self, Challenge, Command, Origin, Status, CHALLENGE_LEN};
 use uniway::{Config, Side};
@@ -25,6 +28,9 @@ enum Op {
         server: bool,
     },
     HangUp {
+        peer: u8,
+    },
+    Reset {
         peer: u8,
     },
     Raw {
@@ -73,6 +79,8 @@ struct Peer {
     pipe: MemPipe,
     open: bool,
     received: Vec<u8>,
+    /// Everything this peer sent.
+    sent: Vec<u8>,
     challenge: Option<Challenge>,
     /// Conn IDs this peer learned from Accept and Connect.
     vconns: Vec<u32>,
@@ -96,8 +104,9 @@ fn config() -> Config {
     cfg
 }
 
-/// Parses what the gateway sent a peer; panics on anything it may not send.
-fn absorb(p: &mut Peer) {
+/// Parses what the gateway sent a peer; panics on anything it may not send,
+/// and on a data frame whose bytes no peer sent in one run.
+fn absorb(p: &mut Peer, streams: &[Vec<u8>]) {
     p.received.extend(p.pipe.take_output());
     if p.side == Side::Server && p.challenge.is_none() {
         if p.received.len() < CHALLENGE_LEN {
@@ -122,10 +131,21 @@ fn absorb(p: &mut Peer) {
                 Ok(_) => {}
                 Err(e) => panic!("gateway sent a bad command: {e}"),
             }
+        } else {
+            let bytes = &p.received[..f.wire_len()];
+            let sent = streams
+                .iter()
+                .any(|s| s.windows(bytes.len()).any(|w| w == bytes));
+            assert!(sent, "a peer received a frame no peer sent: {bytes:?}");
         }
         let n = f.wire_len();
         p.received.drain(..n);
     }
+}
+
+fn send(p: &mut Peer, bytes: &[u8]) {
+    p.sent.extend_from_slice(bytes);
+    p.pipe.send(bytes);
 }
 
 fn pick<T: Copy>(items: &[T], i: u8) -> Option<T> {
@@ -144,15 +164,14 @@ fuzz_target!(|ops: Vec<Op>| {
             Op::Connect { server } => {
                 let side = if server { Side::Server } else { Side::Client };
                 let pipe = MemPipe::new();
-                if let Ok(key) =
-                    core.accept(side, pipe.clone(), "127.0.0.1:1".parse().unwrap(), now)
-                {
+                if let Ok(key) = core.accept(side, pipe.clone(), now) {
                     peers.push(Peer {
                         key,
                         side,
                         pipe,
                         open: true,
                         received: Vec::new(),
+                        sent: Vec::new(),
                         challenge: None,
                         vconns: Vec::new(),
                         remotes: Vec::new(),
@@ -164,9 +183,14 @@ fuzz_target!(|ops: Vec<Op>| {
                     peers[i].pipe.hang_up();
                 }
             }
+            Op::Reset { peer: i } => {
+                if let Some(i) = peer(i) {
+                    peers[i].pipe.reset();
+                }
+            }
             Op::Raw { peer: i, ref bytes } => {
                 if let Some(i) = peer(i) {
-                    peers[i].pipe.send(bytes);
+                    send(&mut peers[i], bytes);
                 }
             }
             Op::Handshake {
@@ -177,9 +201,9 @@ fuzz_target!(|ops: Vec<Op>| {
                 if let Some(i) = peer(i) {
                     if let Some(c) = peers[i].challenge {
                         let key: &[u8] = if good_key { KEY } else { b"wrong" };
-                        peers[i]
-                            .pipe
-                            .send(&c.respond(key, u32::from(server_id % 4)).to_bytes());
+                        send(
+                            &mut peers[i],
+                            &c.respond(key, u32::from(server_id % 4)).to_bytes());
                     }
                 }
             }
@@ -189,7 +213,7 @@ fuzz_target!(|ops: Vec<Op>| {
                         Side::Client => u32::from(remote % 5),
                         Side::Server => pick(&ids, remote).unwrap_or(u32::from(remote)),
                     };
-                    peers[i].pipe.send(&Command::Dial { remote_id }.to_bytes());
+                    send(&mut peers[i], &Command::Dial { remote_id }.to_bytes());
                 }
             }
             Op::Data {
@@ -201,7 +225,7 @@ fuzz_target!(|ops: Vec<Op>| {
                     let id = pick(&peers[i].vconns, vconn).unwrap_or(u32::from(vconn));
                     let mut out = Vec::new();
                     wire::encode_frame(&mut out, id, &vec![len; usize::from(len)]);
-                    peers[i].pipe.send(&out);
+                    send(&mut peers[i], &out);
                 }
             }
             Op::Large {
@@ -216,18 +240,18 @@ fuzz_target!(|ops: Vec<Op>| {
                     let mut out = Vec::new();
                     wire::encode_frame(&mut out, id, &vec![0xa5; len]);
                     let cut = usize::from(sent).min(out.len());
-                    peers[i].pipe.send(&out[..cut]);
+                    send(&mut peers[i], &out[..cut]);
                 }
             }
             Op::Close { peer: i, vconn } => {
                 if let Some(i) = peer(i) {
                     let conn_id = pick(&peers[i].vconns, vconn).unwrap_or(u32::from(vconn));
-                    peers[i].pipe.send(&Command::Close { conn_id }.to_bytes());
+                    send(&mut peers[i], &Command::Close { conn_id }.to_bytes());
                 }
             }
             Op::Ping { peer: i } => {
                 if let Some(i) = peer(i) {
-                    peers[i].pipe.send(&Command::Ping.to_bytes());
+                    send(&mut peers[i], &Command::Ping.to_bytes());
                 }
             }
             Op::WriteRoom { peer: i, room } => {
@@ -274,15 +298,16 @@ fuzz_target!(|ops: Vec<Op>| {
 
 fn step(core: &mut Core<MemPipe>, peers: &mut [Peer], now: Instant) {
     for p in peers.iter().filter(|p| p.open) {
-        core.set_readiness(p.key, true, true);
+        core.set_readiness(p.key, Ready::READABLE | Ready::WRITABLE);
     }
     core.turn(now);
     if let Err(e) = core.check_invariants() {
         panic!("invariant broken: {e}");
     }
     let closed: Vec<MemPipe> = core.take_closed().map(|(pipe, _)| pipe).collect();
+    let streams: Vec<Vec<u8>> = peers.iter().map(|p| p.sent.clone()).collect();
     for p in peers.iter_mut().filter(|p| p.open) {
-        absorb(p);
+        absorb(p, &streams);
         if closed.iter().any(|c| c.same(&p.pipe)) {
             p.open = false;
         }

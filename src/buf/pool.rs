@@ -9,7 +9,29 @@
 
 use slab::Slab;
 
-use crate::config::PoolConfig;
+/// Parameters of the buffer pool (`MemPool*` flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Smallest chunk size class.
+    pub min_chunk: usize,
+    /// Largest chunk size class.
+    pub max_chunk: usize,
+    /// Growth factor between size classes.
+    pub factor: usize,
+    /// Bytes of each page from which chunks are cut.
+    pub page_size: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            min_chunk: 64,
+            max_chunk: 64 * 1024,
+            factor: 2,
+            page_size: 1024 * 1024,
+        }
+    }
+}
 
 /// A handle to a checked-out buffer. It must be given back with
 /// [`Pool::put`]; a dropped handle only leaks its bytes into its page.

@@ -6,7 +6,7 @@
 //! back. An empty queue holds no chunk.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::IoSlice;
 
 use super::pool::{Chunk, Pool};
 
@@ -91,28 +91,30 @@ impl WriteQueue {
         }
     }
 
-    /// Writes as much as `w` takes in one vectored write; returns the bytes
-    /// written. Fully written chunks go back to `pool`.
-    pub fn write_to<W: Write + ?Sized>(&mut self, pool: &mut Pool, w: &mut W) -> io::Result<usize> {
-        if self.bytes == 0 {
-            return Ok(0);
-        }
-        if self.entries.len() == 1 {
-            // The common case: one chunk, a plain write, no iovec array.
-            let e = &self.entries[0];
-            let written = w.write(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize])?;
-            self.consume(pool, written);
-            return Ok(written);
-        }
+    /// Offers the queued bytes (up to [`MAX_IOV`] chunks) to `write` in one
+    /// call; `write` answers how many it took, with whatever it wants to say
+    /// about the destination. Fully written chunks go back to `pool`.
+    pub fn write_with<S>(
+        &mut self,
+        pool: &mut Pool,
+        write: impl FnOnce(&[IoSlice<'_>]) -> (usize, S),
+    ) -> (usize, S) {
         let mut iov = [IoSlice::new(&[]); MAX_IOV];
         let mut n_iov = 0;
         for (slot, e) in iov.iter_mut().zip(self.entries.iter()) {
             *slot = IoSlice::new(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize]);
             n_iov += 1;
         }
-        let written = w.write_vectored(&iov[..n_iov])?;
+        let (written, status) = write(&iov[..n_iov]);
+        let written = written.min(self.bytes);
         self.consume(pool, written);
-        Ok(written)
+        (written, status)
+    }
+
+    /// Whether the whole queue fits in one call of
+    /// [`write_with`](Self::write_with).
+    pub fn offers_all(&self) -> bool {
+        self.entries.len() <= MAX_IOV
     }
 
     fn consume(&mut self, pool: &mut Pool, mut n: usize) {
@@ -170,7 +172,8 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PoolConfig;
+    use crate::buf::PoolConfig;
+    use std::io::{self, Write};
 
     /// A writer that takes at most `cap` bytes per call.
     struct Trickle {
@@ -209,7 +212,7 @@ mod tests {
         };
         let mut last_msgs = q.msgs();
         while !q.is_empty() {
-            q.write_to(&mut pool, &mut w).unwrap();
+            q.write_with(&mut pool, |b| (w.write_vectored(b).unwrap(), ()));
             assert!(q.msgs() <= last_msgs);
             last_msgs = q.msgs();
         }
@@ -236,7 +239,7 @@ mod tests {
             cap: usize::MAX,
         };
         while !a.is_empty() {
-            a.write_to(&mut pool, &mut out).unwrap();
+            a.write_with(&mut pool, |b| (out.write_vectored(b).unwrap(), ()));
         }
         let mut expect = b"abc".to_vec();
         expect.extend_from_slice(&[9; 100]);

@@ -2,8 +2,6 @@
 //! yet processed. It is checked out when a read is about to happen and given
 //! back as soon as it is empty, so an idle connection holds no chunk.
 
-use std::io::{self, Read};
-
 use super::pool::{Chunk, Pool};
 
 /// Bytes read from a connection and not yet consumed.
@@ -43,17 +41,17 @@ impl ReadBuf {
         }
     }
 
-    /// Reads once from `r` into free space, first making room by moving the
-    /// unconsumed bytes to the front. `size` is the chunk size to check out.
-    /// Returns the bytes read and whether they filled all the space offered
-    /// (a read that did not means the source had nothing more just then);
-    /// the chunk goes back if nothing is held.
-    pub fn fill_from<R: Read + ?Sized>(
+    /// Reads once into free space through `read`, first making room by
+    /// moving the unconsumed bytes to the front. `size` is the chunk size to
+    /// check out. `read` gets the free space and answers the bytes it put
+    /// there, with whatever it wants to say about the source; the chunk
+    /// goes back if nothing is held afterwards.
+    pub fn fill_with<S>(
         &mut self,
         pool: &mut Pool,
         size: usize,
-        r: &mut R,
-    ) -> io::Result<(usize, bool)> {
+        read: impl FnOnce(&mut [u8]) -> (usize, S),
+    ) -> (usize, S) {
         let chunk = self.chunk.get_or_insert_with(|| pool.get(size));
         let buf = pool.bytes_mut(chunk);
         if self.end as usize == buf.len() && self.start > 0 {
@@ -61,15 +59,15 @@ impl ReadBuf {
             self.end -= self.start;
             self.start = 0;
         }
-        let room = buf.len() - self.end as usize;
-        let result = r.read(&mut buf[self.end as usize..]);
-        if let Ok(n) = result {
-            self.end += n as u32;
-        }
+        let free = &mut buf[self.end as usize..];
+        let room = free.len();
+        let (n, status) = read(free);
+        let n = n.min(room);
+        self.end += n as u32;
         if self.is_empty() {
             self.release(pool);
         }
-        result.map(|n| (n, n == room))
+        (n, status)
     }
 
     /// Whether the buffer has no room left even after compaction.
@@ -130,17 +128,27 @@ impl ReadBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PoolConfig;
+    use crate::buf::PoolConfig;
 
     #[test]
     fn compacts_and_releases() {
         let mut pool = Pool::new(&PoolConfig::default());
         let mut rb = ReadBuf::new();
         let mut src: &[u8] = &[7u8; 200];
-        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (128, true));
+        let read = |src: &mut &[u8], buf: &mut [u8]| {
+            let n = std::io::Read::read(src, buf).unwrap();
+            (n, n == buf.len())
+        };
+        assert_eq!(
+            rb.fill_with(&mut pool, 128, |b| read(&mut src, b)),
+            (128, true)
+        );
         assert!(rb.is_full(&pool));
         rb.consume(&mut pool, 100);
-        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (72, false));
+        assert_eq!(
+            rb.fill_with(&mut pool, 128, |b| read(&mut src, b)),
+            (72, false)
+        );
         assert_eq!(rb.len(), 100);
         assert!(rb.data(&pool).iter().all(|&b| b == 7));
         rb.consume(&mut pool, 100);
@@ -148,14 +156,17 @@ mod tests {
         assert_eq!(pool.stats().chunks_in_use, 0);
         // A leftover in a large chunk moves to a small one.
         let mut src: &[u8] = &[9u8; 1000];
-        rb.fill_from(&mut pool, 4096, &mut src).unwrap();
+        rb.fill_with(&mut pool, 4096, |b| read(&mut src, b));
         rb.consume(&mut pool, 900);
         rb.shrink(&mut pool, 128);
         assert_eq!(rb.data(&pool), &[9u8; 100][..]);
         assert_eq!(pool.stats().bytes_in_use, 128);
         rb.consume(&mut pool, 100);
         // A read of nothing (EOF, or WouldBlock) holds no chunk afterwards.
-        assert_eq!(rb.fill_from(&mut pool, 128, &mut src).unwrap(), (0, false));
+        assert_eq!(
+            rb.fill_with(&mut pool, 128, |b| read(&mut src, b)),
+            (0, false)
+        );
         assert!(!rb.holds_chunk());
     }
 }

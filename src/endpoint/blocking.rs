@@ -8,7 +8,7 @@
 //! without holding it, so a blocked sender never stops the reader.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -20,6 +20,7 @@ use log::{debug, warn};
 use super::config::{EndpointConfig, MsgFormat, Raw};
 use super::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
 use super::error::{AcceptError, ConnectError, DialError, RecvError, HANDSHAKE_WAIT};
+use crate::transport::{IoStatus, Ready, Tcp, Transport};
 
 #[derive(Default)]
 struct Inbox {
@@ -164,7 +165,8 @@ impl<F> Shared<F> {
     }
 }
 
-fn reader<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, buffer_size: usize) {
+fn reader<F>(shared: Arc<Shared<F>>, stream: TcpStream, buffer_size: usize) {
+    let mut io = Tcp::from_socket(stream);
     let mut buf = vec![0u8; buffer_size];
     loop {
         let wait = {
@@ -177,28 +179,27 @@ fn reader<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, buffer_size: usize) 
                     .max(Duration::from_millis(1))
             })
         };
-        if stream.set_read_timeout(wait).is_err() {
+        if io.socket().set_read_timeout(wait).is_err() {
             return shared.fail(None);
         }
-        match stream.read(&mut buf) {
-            Ok(0) => return shared.fail(None),
-            Ok(n) => {
-                let mut s = shared.lock();
-                let r = s.ep.receive(&buf[..n]);
-                shared.absorb(&mut s);
-                if let Err(e) = r {
-                    warn!("{e}");
-                    drop(s);
-                    return shared.fail(None);
-                }
+        // A blocking socket: "would block" only means the read timed out
+        // (or was short), so the timers run and the loop reads again.
+        let (n, status) = io.read(&mut buf, Ready::READABLE);
+        if n > 0 {
+            let mut s = shared.lock();
+            let r = s.ep.receive(&buf[..n]);
+            shared.absorb(&mut s);
+            if let Err(e) = r {
+                warn!("{e}");
+                drop(s);
+                return shared.fail(None);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return shared.fail(Some(e)),
+        }
+        match status {
+            IoStatus::Continue | IoStatus::WouldBlock => {}
+            IoStatus::Error(io::ErrorKind::TimedOut) => {}
+            IoStatus::Closed => return shared.fail(None),
+            IoStatus::Error(kind) => return shared.fail(Some(kind.into())),
         }
         let mut s = shared.lock();
         let r = s.ep.handle_timeout(Instant::now());
@@ -210,7 +211,8 @@ fn reader<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, buffer_size: usize) 
     }
 }
 
-fn writer<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, rx: Receiver<(Vec<u8>, usize)>) {
+fn writer<F>(shared: Arc<Shared<F>>, stream: TcpStream, rx: Receiver<(Vec<u8>, usize)>) {
+    let mut io = Tcp::from_socket(stream);
     while let Ok((mut batch, mut msgs)) = rx.recv() {
         while batch.len() < 256 * 1024 {
             match rx.try_recv() {
@@ -221,8 +223,15 @@ fn writer<F>(shared: Arc<Shared<F>>, mut stream: TcpStream, rx: Receiver<(Vec<u8
                 Err(_) => break,
             }
         }
-        if let Err(e) = stream.write_all(&batch) {
-            return shared.fail(Some(e));
+        let mut at = 0;
+        while at < batch.len() {
+            let (n, status) = io.write(&[IoSlice::new(&batch[at..])]);
+            at += n;
+            match status {
+                IoStatus::Continue | IoStatus::WouldBlock => {}
+                IoStatus::Closed => return shared.fail(Some(io::ErrorKind::BrokenPipe.into())),
+                IoStatus::Error(kind) => return shared.fail(Some(kind.into())),
+            }
         }
         if msgs > 0 {
             let mut q = shared.queued.lock().unwrap_or_else(|e| e.into_inner());

@@ -10,7 +10,7 @@
 //! the next turn writes.
 
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,8 @@ use slab::Slab;
 
 use super::config::{EndpointConfig, EndpointConfigError};
 use super::core::{Endpoint, EndpointError, Event, Role};
-use crate::gateway::TokenRange;
+use crate::tokens::TokenRange;
+use crate::transport::{IoStatus, Ready, Tcp, Transport};
 
 /// Reads per endpoint per turn.
 const READS_PER_TURN: usize = 4;
@@ -37,9 +38,8 @@ pub enum DriverEvent {
 
 struct Slot {
     ep: Endpoint,
-    stream: TcpStream,
-    readable: bool,
-    writable: bool,
+    io: Tcp,
+    ready: Ready,
 }
 
 /// Endpoints driven by a caller-owned mio `Poll`.
@@ -102,9 +102,8 @@ impl EndpointDriver {
         let _ = stream.set_nodelay(true);
         self.slots.insert(Slot {
             ep: Endpoint::new(role, cfg, now),
-            stream,
-            readable: false,
-            writable: false,
+            io: Tcp::from_socket(stream),
+            ready: Ready::EMPTY,
         });
         self.active.push(key);
         Ok(key)
@@ -144,8 +143,7 @@ impl EndpointDriver {
             return;
         };
         if let Some(slot) = self.slots.get_mut(key) {
-            slot.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
-            slot.writable |= event.is_writable() || event.is_write_closed();
+            slot.ready |= Ready::from_event(event);
             self.active.push(key);
         }
     }
@@ -190,19 +188,17 @@ impl EndpointDriver {
             return Ok(());
         };
         let mut reads = 0;
-        while slot.readable && reads < READS_PER_TURN {
-            match slot.stream.read(&mut self.scratch) {
-                Ok(0) => return Err(slot.ep.disconnected()),
-                Ok(n) => {
-                    reads += 1;
-                    slot.ep.receive(&self.scratch[..n])?;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => slot.readable = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(slot.ep.disconnected()),
+        while slot.ready.is_readable() && reads < READS_PER_TURN {
+            reads += 1;
+            let (n, status) = slot.io.read(&mut self.scratch, slot.ready);
+            slot.ep.receive(&self.scratch[..n])?;
+            match status {
+                IoStatus::Continue => {}
+                IoStatus::WouldBlock => slot.ready.remove(Ready::READABLE),
+                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.ep.disconnected()),
             }
         }
-        if slot.readable {
+        if slot.ready.is_readable() {
             // Budget used up; come back next turn.
             self.active.push(key);
         }
@@ -210,15 +206,13 @@ impl EndpointDriver {
         while let Some(ev) = slot.ep.poll_event() {
             self.events.push_back(DriverEvent::Endpoint(key, ev));
         }
-        while slot.writable && !slot.ep.output().is_empty() {
-            match slot.stream.write(slot.ep.output()) {
-                Ok(0) => return Err(slot.ep.disconnected()),
-                Ok(n) => slot.ep.consume_output(n),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => {
-                    slot.writable = false
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(slot.ep.disconnected()),
+        while slot.ready.is_writable() && !slot.ep.output().is_empty() {
+            let (n, status) = slot.io.write(&[IoSlice::new(slot.ep.output())]);
+            slot.ep.consume_output(n);
+            match status {
+                IoStatus::Continue => {}
+                IoStatus::WouldBlock => slot.ready.remove(Ready::WRITABLE),
+                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.ep.disconnected()),
             }
         }
         Ok(())
@@ -237,7 +231,7 @@ impl EndpointDriver {
             while let Some(ev) = slot.ep.poll_event() {
                 self.events.push_back(DriverEvent::Endpoint(key, ev));
             }
-            let _ = registry.deregister(&mut slot.stream);
+            let _ = registry.deregister(slot.io.socket_mut());
             self.events.push_back(DriverEvent::Closed(key, e));
         }
     }

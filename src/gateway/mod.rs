@@ -12,9 +12,13 @@
 //! connection the core keeps under `key`.
 
 pub mod core;
-pub mod mem;
 mod stats;
 mod vconn;
+
+/// The in-memory transport, where the core's users first found it.
+pub mod mem {
+    pub use crate::transport::MemPipe;
+}
 
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
@@ -29,7 +33,10 @@ use mio::{Events, Interest, Poll, Registry, Token};
 pub use self::core::{ConnInfo, Core};
 pub use self::stats::{CloseReason, ProtocolError, Stats};
 pub use self::vconn::MAX_VCONNS;
-use crate::config::{Config, ConfigError, Side};
+use crate::config::{Config, ConfigError};
+pub use crate::side::Side;
+pub use crate::tokens::TokenRange;
+use crate::transport::{Ready, Tcp};
 
 /// Tokens reserved at the start of a gateway's range for listeners.
 pub const LISTENER_SLOTS: usize = 16;
@@ -39,22 +46,6 @@ const ACCEPTS_PER_TURN: usize = 256;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest sleep of [`Gateway::run`], so its stop flag is seen promptly.
 const RUN_MAX_WAIT: Duration = Duration::from_millis(50);
-
-/// The tokens a gateway may use: `start .. start + len`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenRange {
-    /// First token.
-    pub start: usize,
-    /// Number of tokens; at most `len - LISTENER_SLOTS` connections fit.
-    pub len: usize,
-}
-
-impl TokenRange {
-    /// Whether `token` falls in the range.
-    pub fn contains(&self, token: Token) -> bool {
-        token.0 >= self.start && token.0 - self.start < self.len
-    }
-}
 
 struct Listener {
     side: Side,
@@ -69,7 +60,7 @@ struct Listener {
 
 /// A gateway driven by a mio `Poll` the caller owns.
 pub struct Gateway {
-    core: Core<TcpStream>,
+    core: Core<Tcp>,
     range: TokenRange,
     listeners: Vec<Listener>,
 }
@@ -144,10 +135,8 @@ impl Gateway {
             self.accept_pending(registry, now);
             return;
         }
-        let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-        let writable = event.is_writable() || event.is_write_closed();
         self.core
-            .set_readiness(offset - LISTENER_SLOTS, readable, writable);
+            .set_readiness(offset - LISTENER_SLOTS, Ready::from_event(event));
     }
 
     /// How long the caller's poll may sleep before calling
@@ -168,10 +157,10 @@ impl Gateway {
     /// resumes paused accepting. Safe to call spuriously.
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
         self.core.turn(now);
-        for (mut stream, _) in self.core.take_closed() {
+        for (mut tcp, _) in self.core.take_closed() {
             // The socket is closed on drop either way; deregistering first
             // keeps the registry's view exact.
-            let _ = registry.deregister(&mut stream);
+            let _ = registry.deregister(tcp.socket_mut());
         }
         if self.core.has_room() {
             for l in &mut self.listeners {
@@ -232,9 +221,12 @@ impl Gateway {
         }
     }
 
-    /// Starts a graceful shutdown: the listeners close, nothing more is read,
-    /// every vconn is closed and both its ends told. Keep calling
-    /// [`handle_timeout`](Self::handle_timeout) until
+    /// Starts a graceful shutdown: the listeners close, frames are no longer
+    /// routed, every vconn is closed and both its ends told, and what was
+    /// queued keeps being written to every peer still reading (what peers
+    /// send meanwhile is read and discarded). A connection whose queue is
+    /// written gets the end of the stream and closes when its peer closes
+    /// its end. Keep calling [`handle_timeout`](Self::handle_timeout) until
     /// [`is_drained`](Self::is_drained) (or a deadline of the caller's), then
     /// call [`close_all`](Self::close_all).
     pub fn shutdown(&mut self, registry: &Registry) {
@@ -244,7 +236,8 @@ impl Gateway {
         self.core.begin_shutdown();
     }
 
-    /// Whether every queued byte has been written since [`shutdown`](Self::shutdown).
+    /// Whether every connection has been flushed and closed since
+    /// [`shutdown`](Self::shutdown).
     pub fn is_drained(&self) -> bool {
         self.core.is_drained()
     }
@@ -252,8 +245,8 @@ impl Gateway {
     /// Closes every connection at once.
     pub fn close_all(&mut self, registry: &Registry) {
         self.core.close_all();
-        for (mut stream, _) in self.core.take_closed() {
-            let _ = registry.deregister(&mut stream);
+        for (mut tcp, _) in self.core.take_closed() {
+            let _ = registry.deregister(tcp.socket_mut());
         }
     }
 
@@ -268,7 +261,7 @@ impl Gateway {
     }
 
     /// The core, for inspection.
-    pub fn core(&self) -> &Core<TcpStream> {
+    pub fn core(&self) -> &Core<Tcp> {
         &self.core
     }
 
@@ -298,7 +291,7 @@ impl Gateway {
 }
 
 fn accept_one(
-    core: &mut Core<TcpStream>,
+    core: &mut Core<Tcp>,
     range: TokenRange,
     registry: &Registry,
     side: Side,
@@ -314,8 +307,8 @@ fn accept_one(
         warn!("{side} {peer}: cannot register the connection: {e}");
         return;
     }
-    if let Err(mut stream) = core.accept(side, stream, peer, now) {
-        let _ = registry.deregister(&mut stream);
+    if let Err(mut tcp) = core.accept(side, Tcp::new(stream, peer), now) {
+        let _ = registry.deregister(tcp.socket_mut());
     }
 }
 

@@ -142,11 +142,11 @@ pub struct Stats {
     /// Total: servers replaced by a newer one with the same ID.
     pub servers_replaced: u64,
     /// Total: times a source stopped reading because its destination was
-    /// congested (server over its high-water mark) or busy with a large frame.
+    /// congested (a server over its high-water mark).
     pub paused: u64,
-    /// Total: large frames cut short by their sender's disconnection and
-    /// completed with zero bytes so the receiver's stream stays framed.
-    pub truncated_frames: u64,
+    /// Total: connections that closed with part of a frame received; the
+    /// part was dropped (nothing of it had been forwarded).
+    pub partial_frames_dropped: u64,
     /// Total: connections closed by socket errors or EOF.
     pub peer_closes: u64,
 }
@@ -190,7 +190,7 @@ impl Stats {
             ("slow_consumers", self.slow_consumers),
             ("servers_replaced", self.servers_replaced),
             ("paused", self.paused),
-            ("truncated_frames", self.truncated_frames),
+            ("partial_frames_dropped", self.partial_frames_dropped),
             ("peer_closes", self.peer_closes),
         ]
     }

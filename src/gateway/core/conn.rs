@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::buf::{ReadBuf, WriteQueue};
-use crate::config::Side;
 use crate::gateway::stats::CloseReason;
 use crate::gateway::vconn::VList;
-use crate::wire::{Challenge, CommandBytes, Header};
+use crate::side::Side;
+use crate::transport::Ready;
+use crate::wire::{Challenge, Header};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +28,20 @@ pub(super) enum State {
 pub(super) enum Rx {
     /// Whole frames, each parsed and routed once complete.
     Frames,
-    /// The body of a frame too large for the read buffer, forwarded as it
-    /// arrives (cut-through) to `dest`, or dropped when `dest` is `None`.
-    Stream {
-        dest: Option<(usize, u64)>,
-        remaining: u32,
-    },
-    /// The body of a frame too large for the read buffer, from a client:
-    /// gathered in `stage` and routed once complete.
+    /// The body of a frame too large for the read buffer, gathered in
+    /// `stage` and routed once complete (store-and-forward: nothing of it
+    /// reaches the destination before its last byte has arrived).
     Stage { header: Header, remaining: u32 },
+}
+
+/// Where a connection is in a graceful shutdown of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Drain {
+    /// Not shutting down, or still flushing its queue.
+    Flushing,
+    /// Its queue is written and the end of the stream sent; waiting for the
+    /// peer to close its end, reading and discarding whatever it sends.
+    FinSent,
 }
 
 pub(super) struct Conn<T> {
@@ -48,26 +54,26 @@ pub(super) struct Conn<T> {
     pub rbuf: ReadBuf,
     pub rx: Rx,
     pub out: WriteQueue,
-    /// A large frame from a client being gathered (see `Rx::Stage`).
+    /// A large frame being gathered (see `Rx::Stage`).
     pub stage: WriteQueue,
     pub vlist: VList,
+    /// When the idle clock last restarted: the last complete frame, or the
+    /// end of a pause the gateway imposed.
     pub last_active: Instant,
-    /// The poller said readable and no read has hit `WouldBlock` since.
-    pub readable: bool,
-    /// The poller said writable and no write has hit `WouldBlock` since.
-    pub writable: bool,
+    /// What the poller reported and no read or write has used up since.
+    pub ready: Ready,
     pub in_ready: bool,
     pub in_dirty: bool,
-    /// Waiting on another connection (a congested server, or one receiving
-    /// someone else's large frame); listed in that connection's `waiters`.
+    /// Paused by the gateway: its next frame goes to a congested server.
+    /// Its bytes wait unread, so its idle clock does not run.
     pub stalled: bool,
-    /// The connection streaming a large frame into this one; until it ends,
-    /// nothing else may be queued here (it would land inside that frame).
-    pub locked_by: Option<usize>,
-    /// Gateway commands held back while `locked_by` is set.
-    pub deferred: Vec<CommandBytes>,
-    /// Connections stalled on this one, woken when it drains or unlocks.
+    /// Connections stalled on this one, woken when it drains.
     pub waiters: Vec<usize>,
+    /// Progress through a graceful shutdown.
+    pub drain: Drain,
+    /// The peer's end of the stream was seen (only kept while draining;
+    /// otherwise it closes the connection at once).
+    pub peer_closed: bool,
     /// Set when the connection is to be closed at the end of the turn.
     pub doomed: Option<CloseReason>,
 }
@@ -93,14 +99,13 @@ impl<T> Conn<T> {
             stage: WriteQueue::new(),
             vlist: VList::default(),
             last_active: now,
-            readable: true,
-            writable: true,
+            ready: Ready::READABLE | Ready::WRITABLE,
             in_ready: false,
             in_dirty: false,
             stalled: false,
-            locked_by: None,
-            deferred: Vec::new(),
             waiters: Vec::new(),
+            drain: Drain::Flushing,
+            peer_closed: false,
             doomed: None,
         }
     }
@@ -125,18 +130,6 @@ impl<T> Conn<T> {
         match self.id() {
             Some(id) => format!("{} {} ({})", self.side, id, self.peer),
             None => format!("{} (handshaking, {})", self.side, self.peer),
-        }
-    }
-
-    /// The destination of this connection's stream closed: drop the rest.
-    pub fn stream_dest_gone(&mut self, dest: usize) {
-        if let Rx::Stream { dest: d, remaining } = self.rx {
-            if d.is_some_and(|(k, _)| k == dest) {
-                self.rx = Rx::Stream {
-                    dest: None,
-                    remaining,
-                };
-            }
         }
     }
 }

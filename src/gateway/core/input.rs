@@ -2,21 +2,20 @@
 //! (handshake response, frames, large-frame bodies) and applying the rules
 //! of PROTOCOL.md §4–6 to each frame.
 //!
-//! Large frames (longer than the sender's read buffer) are never held in the
-//! read buffer. From a server they are forwarded cut-through: the header goes
-//! to the receiving client at once and the body follows as it arrives, with
-//! the client's queue locked so nothing lands inside the frame. From a client
-//! they are gathered in the client's own chunks (at most `MaxPacket` bytes)
-//! and handed to the server in one piece, so a client trickling a large
-//! frame can never hold a server's queue locked.
+//! Frames are stored, then forwarded. A frame that fits the sender's read
+//! buffer is routed from there once whole; a longer one is gathered in the
+//! sender's own chunks (at most `MaxPacket` bytes) and its chunks handed to
+//! the destination's queue once whole, without copying again. So a
+//! destination only ever receives whole frames its source sent, and a
+//! sender that trickles or dies mid-frame holds up no one but itself.
 
-use std::io::{ErrorKind, Read, Write};
 use std::time::Instant;
 
 use super::conn::{Rx, State};
 use super::Core;
-use crate::config::Side;
 use crate::gateway::stats::{CloseReason, ProtocolError};
+use crate::side::Side;
+use crate::transport::{IoStatus, Ready, Transport};
 use crate::wire::{
     self, Command, CommandError, CommandType, Header, Origin, Response, Status, HEADER_LEN,
     MAX_COMMAND_FRAME, RESPONSE_LEN,
@@ -42,17 +41,20 @@ enum Route {
     To(usize),
     /// The vconn is gone: answer Close and drop the frame.
     Dead,
-    /// The other end is closing; it will send Close itself.
-    Drop,
+    /// The other end is closing; it will send Close itself. Drop the frame.
+    Dropped,
+    /// The sender is not an end of the vconn: it has been closed for it.
+    Offence,
     /// The destination cannot take it now; the sender stalled.
     Stall,
 }
 
-impl<T: Read + Write> Core<T> {
+impl<T: Transport> Core<T> {
     /// Reads from and processes connection `key`, a bounded amount; then
     /// shrinks what is left in its read buffer back to its buffer size.
     pub(super) fn process_input(&mut self, key: usize, now: Instant) {
         if self.draining {
+            self.discard_input(key);
             return;
         }
         self.read_and_route(key, now);
@@ -78,42 +80,78 @@ impl<T: Read + Write> Core<T> {
                 return;
             }
             let c = &self.conns[key];
-            if !c.readable || c.rbuf.is_full(&self.rpool) {
+            if !c.ready.is_readable() || c.rbuf.is_full(&self.rpool) {
                 return;
             }
             if reads == READS_PER_TURN {
                 self.mark_ready(key);
                 return;
             }
+            reads += 1;
             let size = self.read_size(c.side);
-            let c = &mut self.conns[key];
-            match c.rbuf.fill_from(&mut self.rpool, size, &mut c.io) {
-                Ok((0, _)) => {
+            match self.read_once(key, size) {
+                IoStatus::Continue | IoStatus::WouldBlock => {}
+                // What came before the end was taken above; a partial frame
+                // left in the buffer dies with the connection.
+                IoStatus::Closed => {
                     self.doom(key, CloseReason::PeerClosed);
                     return;
                 }
-                Ok((n, filled)) => {
-                    reads += 1;
-                    // Edge-triggered: a read that did not fill the buffer
-                    // drained the socket; new bytes will raise a new edge.
-                    // This saves a WouldBlock read per connection per turn.
-                    c.readable = filled;
-                    match c.side {
-                        Side::Client => self.stats.bytes_from_clients += n as u64,
-                        Side::Server => self.stats.bytes_from_servers += n as u64,
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    c.readable = false;
-                    return;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.doom(key, CloseReason::Io(e.kind()));
+                IoStatus::Error(kind) => {
+                    self.doom(key, CloseReason::Io(kind));
                     return;
                 }
             }
         }
+    }
+
+    /// One read into `key`'s buffer; counts the bytes and clears the
+    /// readable bit when the transport says the source is drained.
+    fn read_once(&mut self, key: usize, size: usize) -> IoStatus {
+        let c = &mut self.conns[key];
+        let ready = c.ready;
+        let io = &mut c.io;
+        let (n, status) = c
+            .rbuf
+            .fill_with(&mut self.rpool, size, |buf| io.read(buf, ready));
+        if status != IoStatus::Continue {
+            c.ready.remove(Ready::READABLE);
+        }
+        match c.side {
+            Side::Client => self.stats.bytes_from_clients += n as u64,
+            Side::Server => self.stats.bytes_from_servers += n as u64,
+        }
+        status
+    }
+
+    /// While draining: reads what the peer sends and drops it, so nothing
+    /// lies unread when the socket closes (closing it then would reset the
+    /// connection and destroy what the peer had not read yet), and notes the
+    /// peer's end of the stream.
+    fn discard_input(&mut self, key: usize) {
+        let size = self.cfg.side(self.conns[key].side).buffer_size;
+        for _ in 0..READS_PER_TURN {
+            let c = &self.conns[key];
+            if c.doomed.is_some() || !c.ready.is_readable() {
+                return;
+            }
+            let status = self.read_once(key, size);
+            self.conns[key].rbuf.release(&mut self.rpool);
+            match status {
+                IoStatus::Continue => {}
+                IoStatus::WouldBlock => return,
+                IoStatus::Closed => {
+                    self.conns[key].peer_closed = true;
+                    self.drain_progress(key);
+                    return;
+                }
+                IoStatus::Error(kind) => {
+                    self.doom(key, CloseReason::Io(kind));
+                    return;
+                }
+            }
+        }
+        self.mark_ready(key);
     }
 
     /// Takes everything complete out of the read buffer.
@@ -124,7 +162,6 @@ impl<T: Read + Write> Core<T> {
                 return Flow::Stop;
             }
             let step = match (c.rx, c.state) {
-                (Rx::Stream { dest, remaining }, _) => self.take_stream(key, dest, remaining, now),
                 (Rx::Stage { header, remaining }, _) => {
                     self.take_stage(key, header, remaining, now)
                 }
@@ -202,12 +239,12 @@ impl<T: Read + Write> Core<T> {
             // Incomplete: a frame that fits the connection's buffer waits
             // there; a longer one is streamed or gathered as it arrives.
             if h.frame_len() > self.cfg.side(c.side).buffer_size {
-                return self.begin_large(key, h);
+                return self.begin_stage(key, h);
             }
             return Flow::NeedMore;
         }
         match self.route(key, h.conn_id) {
-            Route::Stall => return Flow::Stop,
+            Route::Stall | Route::Offence => return Flow::Stop,
             Route::To(dest) => {
                 let chunk = self.out_chunk_size(self.conns[dest].side);
                 let frame = &self.conns[key].rbuf.data(&self.rpool)[..h.frame_len()];
@@ -217,10 +254,7 @@ impl<T: Read + Write> Core<T> {
                 self.mark_dirty(dest);
             }
             Route::Dead => self.queue_command(key, Command::Close { conn_id: h.conn_id }),
-            Route::Drop => {}
-        }
-        if self.conns[key].doomed.is_some() {
-            return Flow::Stop;
+            Route::Dropped => {}
         }
         self.conns[key].rbuf.consume(&mut self.rpool, h.frame_len());
         self.frame_done(key, now, true);
@@ -229,7 +263,7 @@ impl<T: Read + Write> Core<T> {
 
     /// Finds where a data frame on `conn_id` from `key` goes. A frame on a
     /// live vconn `key` is not an end of is a spoofing attempt: `key` is
-    /// closed and `Route::Drop` returned.
+    /// closed and `Route::Offence` returned.
     fn route(&mut self, key: usize, conn_id: u32) -> Route {
         let side = self.conns[key].side;
         let Some(ends) = self.vconns.ends(conn_id) else {
@@ -238,11 +272,11 @@ impl<T: Read + Write> Core<T> {
         };
         if ends[side.index()] != key {
             self.protocol_error(key, ProtocolError::Spoofed { conn_id });
-            return Route::Drop;
+            return Route::Offence;
         }
         let dest = ends[side.other().index()];
         if self.conns[dest].doomed.is_some() {
-            return Route::Drop;
+            return Route::Dropped;
         }
         if !self.may_send(key, dest) {
             return Route::Stall;
@@ -351,87 +385,20 @@ impl<T: Read + Write> Core<T> {
         );
     }
 
-    /// Starts taking a frame longer than the read buffer.
-    fn begin_large(&mut self, key: usize, h: Header) -> Flow {
-        let remaining = h.message_len() as u32;
-        if self.conns[key].side == Side::Client {
-            let chunk = self.cfg.pool.max_chunk;
-            let c = &mut self.conns[key];
-            c.stage.push(&mut self.wpool, &h.to_bytes(), chunk);
-            c.rbuf.consume(&mut self.rpool, HEADER_LEN);
-            c.rx = Rx::Stage {
-                header: h,
-                remaining,
-            };
-            return Flow::Progress;
-        }
-        let dest = match self.route(key, h.conn_id) {
-            Route::Stall => return Flow::Stop,
-            Route::Drop if self.conns[key].doomed.is_some() => return Flow::Stop,
-            Route::Drop => None,
-            Route::Dead => {
-                self.queue_command(key, Command::Close { conn_id: h.conn_id });
-                None
-            }
-            Route::To(dest) => {
-                let chunk = self.out_chunk_size(self.conns[dest].side);
-                let d = &mut self.conns[dest];
-                d.out.push(&mut self.wpool, &h.to_bytes(), chunk);
-                d.locked_by = Some(key);
-                self.mark_dirty(dest);
-                Some((dest, self.conns[dest].serial))
-            }
-        };
+    /// Starts gathering a frame longer than the read buffer.
+    fn begin_stage(&mut self, key: usize, h: Header) -> Flow {
+        let chunk = self.cfg.pool.max_chunk;
         let c = &mut self.conns[key];
+        c.stage.push(&mut self.wpool, &h.to_bytes(), chunk);
         c.rbuf.consume(&mut self.rpool, HEADER_LEN);
-        c.rx = Rx::Stream { dest, remaining };
+        c.rx = Rx::Stage {
+            header: h,
+            remaining: h.message_len() as u32,
+        };
         Flow::Progress
     }
 
-    /// Forwards what has arrived of a large frame from a server.
-    fn take_stream(
-        &mut self,
-        key: usize,
-        mut dest: Option<(usize, u64)>,
-        remaining: u32,
-        now: Instant,
-    ) -> Flow {
-        let n = self.conns[key].rbuf.len().min(remaining as usize);
-        if n == 0 {
-            return Flow::NeedMore;
-        }
-        if let Some((d, serial)) = dest {
-            if self
-                .conns
-                .get(d)
-                .is_none_or(|c| c.serial != serial || c.doomed.is_some())
-            {
-                dest = None;
-            }
-        }
-        if let Some((d, _)) = dest {
-            let chunk = self.out_chunk_size(self.conns[d].side);
-            let bytes = &self.conns[key].rbuf.data(&self.rpool)[..n];
-            self.conns[d].out.push(&mut self.wpool, bytes, chunk);
-            self.mark_dirty(d);
-        }
-        let remaining = remaining - n as u32;
-        let c = &mut self.conns[key];
-        c.rbuf.consume(&mut self.rpool, n);
-        c.rx = Rx::Stream { dest, remaining };
-        if remaining > 0 {
-            return Flow::Progress;
-        }
-        self.conns[key].rx = Rx::Frames;
-        if let Some((d, _)) = dest {
-            self.conns[d].out.end_message();
-            self.unlock(d);
-        }
-        self.frame_done(key, now, true);
-        Flow::Progress
-    }
-
-    /// Gathers a large frame from a client; routes it once complete.
+    /// Gathers a large frame; routes it once complete.
     fn take_stage(&mut self, key: usize, h: Header, remaining: u32, now: Instant) -> Flow {
         let chunk = self.cfg.pool.max_chunk;
         let c = &mut self.conns[key];
@@ -453,7 +420,7 @@ impl<T: Read + Write> Core<T> {
             return Flow::Progress;
         }
         match self.route(key, h.conn_id) {
-            Route::Stall => return Flow::Stop,
+            Route::Stall | Route::Offence => return Flow::Stop,
             Route::To(dest) => {
                 let (s, d) = match self.conns.get2_mut(key, dest) {
                     Some(pair) => pair,
@@ -466,13 +433,10 @@ impl<T: Read + Write> Core<T> {
             Route::Dead => {
                 self.queue_command(key, Command::Close { conn_id: h.conn_id });
             }
-            Route::Drop => {}
+            Route::Dropped => {}
         }
         let c = &mut self.conns[key];
         c.stage.release(&mut self.wpool);
-        if c.doomed.is_some() {
-            return Flow::Stop;
-        }
         c.rx = Rx::Frames;
         self.frame_done(key, now, true);
         Flow::Progress

@@ -3,9 +3,26 @@
 //! The core owns the physical connections (in a slab), the vconn table, the
 //! client and server ID maps, the buffers and the deadlines. It never opens,
 //! registers or polls a socket and never reads a clock: a connection's
-//! transport is anything `Read + Write` handed in by the driver, readiness is
+//! transport is any [`Transport`] handed in by the driver, readiness is
 //! reported to it, and time is passed in. Tests drive it with in-memory
 //! transports on a virtual clock; the mio driver drives it with sockets.
+//!
+//! The rules at the edges, which the docs of the crate repeat:
+//!
+//! - **Frames are stored, then forwarded.** A frame reaches its destination
+//!   only once its last byte has arrived, so a source that stalls or dies
+//!   mid-frame never holds a destination nor leaves it half a frame: a
+//!   partial frame pins its source's own buffers and nothing else, and it
+//!   is dropped if the source goes. A source that sends no complete frame
+//!   for its idle timeout is closed.
+//! - **The gateway's own pauses are not idleness.** A connection the
+//!   gateway stopped reading (its frame waits for a congested server) does
+//!   not time out while paused; its idle clock restarts when it resumes.
+//! - **Drain delivers.** After [`Core::begin_shutdown`] every connection
+//!   keeps being flushed; what peers send meanwhile is read and discarded
+//!   (never left unread, which would make closing the socket reset it and
+//!   destroy what the peer had not read yet). A flushed connection gets the
+//!   end of the stream and is closed once its peer closes too.
 //!
 //! Work happens in turns ([`Core::turn`]): connections reported readable are
 //! read and their frames routed (a bounded amount per connection per turn),
@@ -19,9 +36,7 @@ mod output;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
-use std::io::{Read, Write};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -30,32 +45,12 @@ use slab::Slab;
 
 use self::conn::{Conn, State};
 use super::stats::{CloseReason, Stats};
-use super::vconn::VConnTable;
+use super::vconn::{IdMap, VConnTable};
 use crate::buf::Pool;
-use crate::config::{Config, Side};
+use crate::config::Config;
+use crate::side::Side;
+use crate::transport::{Ready, Transport};
 use crate::wire::{Challenge, Command};
-
-type IdMap = HashMap<u32, usize, BuildHasherDefault<IdHasher>>;
-
-/// A multiplicative hasher for `u32` IDs. Client IDs are chosen by the
-/// gateway and server IDs by authenticated servers, so a fast
-/// non-cryptographic hash is safe here.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// A snapshot of one physical connection, for `lookup conns` and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,8 +79,8 @@ pub struct Core<T> {
     capacity: usize,
     conns: Slab<Conn<T>>,
     vconns: VConnTable,
-    clients: IdMap,
-    servers: IdMap,
+    clients: IdMap<usize>,
+    servers: IdMap<usize>,
     next_client_id: u32,
     next_serial: u64,
     rpool: Pool,
@@ -96,11 +91,13 @@ pub struct Core<T> {
     doomed: Vec<usize>,
     closed: Vec<(T, CloseReason)>,
     stats: Stats,
-    /// Shutting down: nothing more is read, queues are being flushed.
+    /// Shutting down: input is discarded, queues are being flushed.
     draining: bool,
+    /// The time of the current turn.
+    now: Instant,
 }
 
-impl<T: Read + Write> Core<T> {
+impl<T: Transport> Core<T> {
     /// A core holding at most `capacity` physical connections.
     ///
     /// # Panics
@@ -128,6 +125,7 @@ impl<T: Read + Write> Core<T> {
             closed: Vec::new(),
             stats: Stats::default(),
             draining: false,
+            now: Instant::now(),
         }
     }
 
@@ -157,17 +155,12 @@ impl<T: Read + Write> Core<T> {
     }
 
     /// Takes a new physical connection. Returns its key, or gives the
-    /// transport back when the core is full.
-    pub fn accept(
-        &mut self,
-        side: Side,
-        io: T,
-        peer: SocketAddr,
-        now: Instant,
-    ) -> Result<usize, T> {
-        if !self.has_room() {
+    /// transport back when the core is full or shutting down.
+    pub fn accept(&mut self, side: Side, io: T, now: Instant) -> Result<usize, T> {
+        if !self.has_room() || self.draining {
             return Err(io);
         }
+        let peer = io.peer_addr();
         let serial = self.next_serial;
         self.next_serial += 1;
         let state = match side {
@@ -216,14 +209,13 @@ impl<T: Read + Write> Core<T> {
     }
 
     /// Records readiness reported by the poller for connection `key`.
-    pub fn set_readiness(&mut self, key: usize, readable: bool, writable: bool) {
+    pub fn set_readiness(&mut self, key: usize, ready: Ready) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        c.readable |= readable;
-        c.writable |= writable;
-        let flush = writable && !c.out.is_empty();
-        if readable {
+        c.ready |= ready;
+        let flush = ready.is_writable() && (!c.out.is_empty() || c.io.wants_write());
+        if ready.is_readable() {
             self.mark_ready(key);
         }
         if flush {
@@ -244,6 +236,7 @@ impl<T: Read + Write> Core<T> {
     /// queued bytes once, fires due deadlines and closes what must close.
     /// Safe to call at any time, as often as wanted.
     pub fn turn(&mut self, now: Instant) {
+        self.now = now;
         for _ in 0..self.ready.len() {
             let Some(key) = self.ready.pop_front() else {
                 break;
@@ -279,16 +272,17 @@ impl<T: Read + Write> Core<T> {
         &mut self.stats
     }
 
-    /// Starts shutting down: input is no longer read, a large frame being
-    /// forwarded is completed, every vconn is closed and both its ends are
-    /// told. Queued bytes keep flushing on later turns; see
-    /// [`is_drained`](Self::is_drained) and [`close_all`](Self::close_all).
+    /// Starts shutting down: frames no longer routed, partial frames are
+    /// dropped, every vconn is closed and both its ends are told. Queued
+    /// bytes keep flushing on later turns, whatever the peers send
+    /// meanwhile (it is read and discarded); a connection whose queue is
+    /// written gets the end of the stream and closes when its peer closes.
+    /// See [`is_drained`](Self::is_drained) and [`close_all`](Self::close_all).
     pub fn begin_shutdown(&mut self) {
-        self.draining = true;
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for &key in &keys {
-            self.finish_stream(key);
+        if self.draining {
+            return;
         }
+        self.draining = true;
         let vconns: Vec<(u32, [usize; 2])> = self.vconns.all().collect();
         for (conn_id, ends) in vconns {
             self.remove_vconn(conn_id, ends);
@@ -296,13 +290,21 @@ impl<T: Read + Write> Core<T> {
                 self.queue_command(end, Command::Close { conn_id });
             }
         }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let c = &mut self.conns[key];
+            c.rx = conn::Rx::Frames;
+            c.stage.release(&mut self.wpool);
+            c.stalled = false;
+            self.mark_ready(key);
+            self.mark_dirty(key);
+        }
     }
 
-    /// Whether every live connection's queue has been written out.
+    /// Whether every connection has been flushed and closed since
+    /// [`begin_shutdown`](Self::begin_shutdown).
     pub fn is_drained(&self) -> bool {
-        self.conns
-            .iter()
-            .all(|(_, c)| c.out.is_empty() || c.doomed.is_some())
+        self.conns.is_empty()
     }
 
     /// Closes every connection now (reason [`CloseReason::Shutdown`]).
@@ -365,7 +367,11 @@ impl<T: Read + Write> Core<T> {
             let Some(c) = self.conns.get(key).filter(|c| c.serial == serial) else {
                 continue;
             };
-            let due = c.deadline(self.cfg.side(c.side).idle_timeout);
+            let mut due = c.deadline(self.cfg.side(c.side).idle_timeout);
+            if c.stalled {
+                // Paused by the gateway: its unread bytes are not silence.
+                due = now + self.cfg.side(c.side).idle_timeout;
+            }
             if due > now {
                 // Activity moved the deadline; one entry per connection stays.
                 self.deadlines.push(Reverse((due, key, serial)));
@@ -430,8 +436,10 @@ impl<T: Read + Write> Core<T> {
             self.remove_vconn(conn_id, ends);
             self.queue_command(other, Command::Close { conn_id });
         }
-        self.finish_stream(key);
         let mut c = self.conns.remove(key);
+        if matches!(c.rx, conn::Rx::Stage { .. }) || !c.rbuf.is_empty() {
+            self.stats.partial_frames_dropped += 1;
+        }
         if let Some(id) = c.id() {
             let map = match side {
                 Side::Client => &mut self.clients,
@@ -444,12 +452,6 @@ impl<T: Read + Write> Core<T> {
         c.rbuf.release(&mut self.rpool);
         c.out.release(&mut self.wpool);
         c.stage.release(&mut self.wpool);
-        if let Some(locker) = c.locked_by {
-            // The stream into this connection has nowhere to go now.
-            if let Some(src) = self.conns.get_mut(locker) {
-                src.stream_dest_gone(key);
-            }
-        }
         for w in c.waiters.drain(..) {
             self.wake(w);
         }
@@ -465,7 +467,12 @@ impl<T: Read + Write> Core<T> {
 
     fn wake(&mut self, key: usize) {
         if let Some(c) = self.conns.get_mut(key) {
-            c.stalled = false;
+            if c.stalled {
+                c.stalled = false;
+                // The pause was the gateway's doing: the idle clock starts
+                // again from here.
+                c.last_active = c.last_active.max(self.now);
+            }
             self.mark_ready(key);
         }
     }
@@ -508,6 +515,23 @@ impl<T: Read + Write> Core<T> {
                         c.vlist.len()
                     ));
                 }
+            }
+        }
+        for (key, c) in self.conns.iter() {
+            // Only a congested server makes anyone wait: a partial frame
+            // holds no destination, and a client's queue never pauses its
+            // sources.
+            if c.stalled {
+                let on_server = self
+                    .conns
+                    .iter()
+                    .any(|(_, d)| d.side == Side::Server && d.waiters.contains(&key));
+                if !on_server {
+                    return Err(format!("conn {key} stalled, but on no server"));
+                }
+            }
+            if c.side == Side::Client && !c.waiters.is_empty() {
+                return Err(format!("client conn {key} holds up other connections"));
             }
         }
         for (id, ends) in self.vconns.all() {

@@ -1,22 +1,18 @@
 //! The core's output side: queueing frames and commands to connections,
-//! flow control (slow consumers, congested servers, large-frame locks), and
-//! flushing queues to transports once per turn.
+//! flow control (slow consumers, congested servers), flushing queues to
+//! transports once per turn, and the end of each connection's drain.
 
-use std::io::{ErrorKind, Read, Write};
-
-use super::conn::Rx;
+use super::conn::Drain;
 use super::Core;
-use crate::buf::MAX_IOV;
-use crate::config::Side;
 use crate::gateway::stats::CloseReason;
+use crate::side::Side;
+use crate::transport::{IoStatus, Ready, Transport};
 use crate::wire::Command;
 
 /// Most writes to one connection per turn.
 const WRITES_PER_TURN: usize = 4;
-/// Zeros used to complete a large frame whose sender vanished mid-frame.
-const ZEROS: [u8; 1024] = [0; 1024];
 
-impl<T: Read + Write> Core<T> {
+impl<T: Transport> Core<T> {
     /// Size of the chunks a connection's write queue takes from the pool.
     pub(super) fn out_chunk_size(&self, side: Side) -> usize {
         self.cfg.side(side).buffer_size.min(self.cfg.pool.max_chunk)
@@ -48,10 +44,9 @@ impl<T: Read + Write> Core<T> {
     }
 
     /// Whether `src` may queue a frame to `dest` now. If not, `src` stalls
-    /// until `dest` drains or unlocks.
+    /// until `dest` drains (or closes).
     pub(super) fn may_send(&mut self, src: usize, dest: usize) -> bool {
-        let locked = self.conns[dest].locked_by.is_some_and(|l| l != src);
-        if !locked && !self.congested(dest) {
+        if !self.congested(dest) {
             return true;
         }
         self.conns[dest].waiters.push(src);
@@ -68,7 +63,8 @@ impl<T: Read + Write> Core<T> {
         }
     }
 
-    /// Queues bytes that are a message of their own (the challenge).
+    /// Queues bytes that are a message of their own (a command, the
+    /// challenge).
     pub(super) fn queue_raw(&mut self, key: usize, bytes: &[u8]) {
         let chunk = self.out_chunk_size(self.conns[key].side);
         let c = &mut self.conns[key];
@@ -77,20 +73,12 @@ impl<T: Read + Write> Core<T> {
         self.mark_dirty(key);
     }
 
-    /// Queues a gateway command, held back while a large frame streams in.
+    /// Queues a gateway command to `key`, unless it is gone or closing.
     pub(super) fn queue_command(&mut self, key: usize, cmd: Command) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        if c.doomed.is_some() {
-            return;
+        match self.conns.get(key) {
+            Some(c) if c.doomed.is_none() => self.queue_raw(key, &cmd.to_bytes()),
+            _ => {}
         }
-        let bytes = cmd.to_bytes();
-        if c.locked_by.is_some() {
-            c.deferred.push(bytes);
-            return;
-        }
-        self.queue_raw(key, &bytes);
     }
 
     /// Closes `key` as a slow consumer if its queue is past its cap after a
@@ -108,22 +96,6 @@ impl<T: Read + Write> Core<T> {
         }
     }
 
-    /// Ends the large-frame lock on `dest`: queue the commands held back and
-    /// let the stalled senders go on.
-    pub(super) fn unlock(&mut self, dest: usize) {
-        let chunk = self.out_chunk_size(self.conns[dest].side);
-        let c = &mut self.conns[dest];
-        c.locked_by = None;
-        if !c.deferred.is_empty() {
-            for cmd in c.deferred.drain(..) {
-                c.out.push(&mut self.wpool, &cmd, chunk);
-                c.out.end_message();
-            }
-            self.mark_dirty(dest);
-        }
-        self.wake_waiters(dest);
-    }
-
     pub(super) fn wake_waiters(&mut self, key: usize) {
         let waiters = std::mem::take(&mut self.conns[key].waiters);
         for &w in &waiters {
@@ -135,34 +107,6 @@ impl<T: Read + Write> Core<T> {
         if waiters.capacity() <= 64 {
             self.conns[key].waiters = waiters;
         }
-    }
-
-    /// If `key` is streaming a large frame, completes it with zeros so the
-    /// receiver's byte stream stays framed, and unlocks the receiver. Its
-    /// vconn is closed right after, so the receiver is told.
-    pub(super) fn finish_stream(&mut self, key: usize) {
-        let Rx::Stream { dest, remaining } = self.conns[key].rx else {
-            return;
-        };
-        self.conns[key].rx = Rx::Frames;
-        let Some((d, serial)) = dest else {
-            return;
-        };
-        if self.conns.get(d).is_none_or(|c| c.serial != serial) {
-            return;
-        }
-        let chunk = self.out_chunk_size(self.conns[d].side);
-        let mut left = remaining as usize;
-        let c = &mut self.conns[d];
-        while left > 0 {
-            let n = left.min(ZEROS.len());
-            c.out.push(&mut self.wpool, &ZEROS[..n], chunk);
-            left -= n;
-        }
-        c.out.end_message();
-        self.stats.truncated_frames += 1;
-        self.mark_dirty(d);
-        self.unlock(d);
     }
 
     /// Flushes every connection with queued bytes, once.
@@ -186,51 +130,48 @@ impl<T: Read + Write> Core<T> {
         self.write_some(key);
         if self.conns.contains(key) {
             self.check_cap(key);
+            self.drain_progress(key);
         }
     }
 
     fn write_some(&mut self, key: usize) {
         let c = &mut self.conns[key];
-        if c.doomed.is_some() || !c.writable {
+        if c.doomed.is_some() || !c.ready.is_writable() {
             return;
         }
-        let side = c.side;
         let mut outcome = Ok(());
         for _ in 0..WRITES_PER_TURN {
-            let offered_all = c.out.chunks() <= MAX_IOV;
-            match c.out.write_to(&mut self.wpool, &mut c.io) {
-                Ok(0) if !c.out.is_empty() => {
-                    outcome = Err(CloseReason::Io(ErrorKind::WriteZero));
+            if c.out.is_empty() && !c.io.wants_write() {
+                break;
+            }
+            let io = &mut c.io;
+            let (n, status) = if c.out.is_empty() {
+                io.write(&[])
+            } else {
+                c.out.write_with(&mut self.wpool, |bufs| io.write(bufs))
+            };
+            match c.side {
+                Side::Client => self.stats.bytes_to_clients += n as u64,
+                Side::Server => self.stats.bytes_to_servers += n as u64,
+            }
+            match status {
+                IoStatus::Continue => {}
+                IoStatus::WouldBlock => {
+                    c.ready.remove(Ready::WRITABLE);
                     break;
                 }
-                Ok(n) => {
-                    match side {
-                        Side::Client => self.stats.bytes_to_clients += n as u64,
-                        Side::Server => self.stats.bytes_to_servers += n as u64,
-                    }
-                    if c.out.is_empty() {
-                        break;
-                    }
-                    if offered_all {
-                        // Everything offered did not fit: the socket buffer
-                        // is full, and freed space will raise a new edge.
-                        c.writable = false;
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    c.writable = false;
+                IoStatus::Closed => {
+                    outcome = Err(CloseReason::PeerClosed);
                     break;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    outcome = Err(CloseReason::Io(e.kind()));
+                IoStatus::Error(kind) => {
+                    outcome = Err(CloseReason::Io(kind));
                     break;
                 }
             }
         }
-        let leftover = c.writable && !c.out.is_empty();
-        let waiting = !c.waiters.is_empty() && c.locked_by.is_none();
+        let leftover = c.ready.is_writable() && (!c.out.is_empty() || c.io.wants_write());
+        let waiting = !c.waiters.is_empty();
         if let Err(reason) = outcome {
             self.doom(key, reason);
             return;
@@ -240,6 +181,28 @@ impl<T: Read + Write> Core<T> {
         }
         if waiting && self.drained(key) {
             self.wake_waiters(key);
+        }
+    }
+
+    /// While draining: once everything queued to `key` is written, ends the
+    /// stream (FIN); once the peer has ended its own, closes the connection.
+    pub(super) fn drain_progress(&mut self, key: usize) {
+        if !self.draining {
+            return;
+        }
+        let c = &mut self.conns[key];
+        if c.doomed.is_some() || !c.out.is_empty() || c.io.wants_write() {
+            return;
+        }
+        if c.drain == Drain::Flushing {
+            c.drain = Drain::FinSent;
+            if let IoStatus::Error(kind) = c.io.shutdown_write() {
+                self.doom(key, CloseReason::Io(kind));
+                return;
+            }
+        }
+        if self.conns[key].peer_closed {
+            self.doom(key, CloseReason::Shutdown);
         }
     }
 }

@@ -3,14 +3,16 @@
 //! and the protocol rules; `pressure.rs` the flow-control, bad-input,
 //! large-frame and shutdown cases.
 
+mod edges;
 mod pressure;
 
 use std::time::{Duration, Instant};
 
 use super::Core;
-use crate::config::{Config, Side};
-use crate::gateway::mem::MemPipe;
+use crate::config::Config;
 use crate::gateway::stats::{CloseReason, ProtocolError};
+use crate::side::Side;
+use crate::transport::{MemPipe, Ready};
 use crate::wire::{self, Challenge, Command, CommandError, Status, CHALLENGE_LEN};
 
 type Pipe = MemPipe;
@@ -85,10 +87,6 @@ fn test_config() -> Config {
 
 type ReasonCheck = fn(&ProtocolError) -> bool;
 
-fn peer_addr() -> std::net::SocketAddr {
-    "127.0.0.1:4000".parse().unwrap()
-}
-
 impl Harness {
     fn new() -> Harness {
         Harness::with(test_config())
@@ -106,7 +104,8 @@ impl Harness {
     fn turn(&mut self) {
         let keys: Vec<usize> = self.core.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
-            self.core.set_readiness(k, true, true);
+            self.core
+                .set_readiness(k, Ready::READABLE | Ready::WRITABLE);
         }
         self.core.turn(self.now);
         self.core.check_invariants().unwrap();
@@ -120,11 +119,7 @@ impl Harness {
 
     fn accept(&mut self, side: Side) -> Peer {
         let pipe = Pipe::default();
-        let key = self
-            .core
-            .accept(side, pipe.clone(), peer_addr(), self.now)
-            .ok()
-            .unwrap();
+        let key = self.core.accept(side, pipe.clone(), self.now).ok().unwrap();
         Peer {
             key,
             pipe,

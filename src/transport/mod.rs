@@ -1,0 +1,152 @@
+//! Transports: what the framing reads its bytes from and writes them to.
+//!
+//! A [`Transport`] moves bytes and says, with every call, what the caller
+//! may conclude about the stream ([`IoStatus`]): keep going, wait for the
+//! next readiness event, the peer closed, or an error. That conclusion is
+//! drawn here, once, for every user (the gateway core, the endpoint
+//! driver, the blocking endpoint), so none of them reasons about `Ok(0)`,
+//! `WouldBlock` or `Interrupted` on its own.
+//!
+//! [`Tcp`] is plain TCP and holds the TCP-only shortcuts (a short read or
+//! write means the socket is drained or full) together with the rule that
+//! keeps them honest: when the poller reported the read side closed or an
+//! error, a short read proves nothing and reading goes on until the end of
+//! the stream is seen. [`MemPipe`] is an in-memory stand-in for tests and
+//! fuzzing. A transport that keeps bytes of its own (encryption, a resend
+//! ring) says so through [`Transport::wants_write`]; one still setting up
+//! through [`Transport::is_handshaking`].
+
+mod mem;
+mod ready;
+mod tcp;
+
+use std::io::{self, ErrorKind, IoSlice};
+use std::net::SocketAddr;
+
+pub use self::mem::MemPipe;
+pub use self::ready::Ready;
+pub use self::tcp::Tcp;
+
+/// What one read or write says about the stream, beside the bytes moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoStatus {
+    /// More may be moved right away: call again.
+    Continue,
+    /// Nothing more can move until the poller reports readiness again.
+    WouldBlock,
+    /// The peer closed its end (reads), or the stream is finished.
+    Closed,
+    /// The stream failed.
+    Error(ErrorKind),
+}
+
+impl IoStatus {
+    /// Whether the stream is over (closed or failed).
+    pub fn is_end(self) -> bool {
+        matches!(self, IoStatus::Closed | IoStatus::Error(_))
+    }
+}
+
+/// A byte stream under the framing.
+pub trait Transport {
+    /// Reads into `buf`. `ready` is what the poller last reported for this
+    /// stream; a transport may use it to skip a read that would block.
+    fn read(&mut self, buf: &mut [u8], ready: Ready) -> (usize, IoStatus);
+
+    /// Writes from `bufs` in order, as much as the stream takes now.
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus);
+
+    /// Sends the end of the stream once everything written has gone out
+    /// (TCP: FIN), keeping the read side open.
+    fn shutdown_write(&mut self) -> IoStatus;
+
+    /// Whether the transport holds bytes of its own to write, which the
+    /// poller will not report: the caller keeps writing while this holds.
+    fn wants_write(&self) -> bool {
+        false
+    }
+
+    /// Whether the transport is still in a handshake of its own.
+    fn is_handshaking(&self) -> bool {
+        false
+    }
+
+    /// The peer's address.
+    fn peer_addr(&self) -> SocketAddr;
+
+    /// The mio source to register, if the transport has one.
+    fn source(&mut self) -> Option<&mut dyn mio::event::Source>;
+}
+
+/// Classifies the result of one `read` call that offered `room` bytes.
+pub fn read_status(result: io::Result<usize>, room: usize) -> (usize, IoStatus) {
+    match result {
+        Ok(0) if room > 0 => (0, IoStatus::Closed),
+        Ok(n) => (n, IoStatus::Continue),
+        Err(e) => (0, error_status(e.kind())),
+    }
+}
+
+/// Classifies the result of one `write` call that offered `offered` bytes.
+pub fn write_status(result: io::Result<usize>, offered: usize) -> (usize, IoStatus) {
+    match result {
+        Ok(0) if offered > 0 => (0, IoStatus::Error(ErrorKind::WriteZero)),
+        Ok(n) => (n, IoStatus::Continue),
+        // A stream still connecting cannot take bytes yet; its readiness
+        // will say when it can.
+        Err(e) if e.kind() == ErrorKind::NotConnected => (0, IoStatus::WouldBlock),
+        Err(e) => (0, error_status(e.kind())),
+    }
+}
+
+fn error_status(kind: ErrorKind) -> IoStatus {
+    match kind {
+        ErrorKind::WouldBlock => IoStatus::WouldBlock,
+        ErrorKind::Interrupted => IoStatus::Continue,
+        kind => IoStatus::Error(kind),
+    }
+}
+
+/// Total length of `bufs`.
+pub fn total_len(bufs: &[IoSlice<'_>]) -> usize {
+    bufs.iter().map(|b| b.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_classified_once_and_for_all() {
+        assert_eq!(read_status(Ok(0), 10), (0, IoStatus::Closed));
+        assert_eq!(read_status(Ok(0), 0), (0, IoStatus::Continue));
+        assert_eq!(read_status(Ok(7), 10), (7, IoStatus::Continue));
+        let err = |k: ErrorKind| Err(io::Error::from(k));
+        assert_eq!(
+            read_status(err(ErrorKind::WouldBlock), 10),
+            (0, IoStatus::WouldBlock)
+        );
+        assert_eq!(
+            read_status(err(ErrorKind::Interrupted), 10),
+            (0, IoStatus::Continue)
+        );
+        assert_eq!(
+            read_status(err(ErrorKind::ConnectionReset), 10),
+            (0, IoStatus::Error(ErrorKind::ConnectionReset))
+        );
+        assert_eq!(
+            write_status(Ok(0), 5),
+            (0, IoStatus::Error(ErrorKind::WriteZero))
+        );
+        assert_eq!(
+            write_status(err(ErrorKind::NotConnected), 5),
+            (0, IoStatus::WouldBlock)
+        );
+        assert_eq!(
+            write_status(err(ErrorKind::BrokenPipe), 5),
+            (0, IoStatus::Error(ErrorKind::BrokenPipe))
+        );
+        assert!(IoStatus::Closed.is_end() && IoStatus::Error(ErrorKind::Other).is_end());
+        assert!(!IoStatus::Continue.is_end() && !IoStatus::WouldBlock.is_end());
+    }
+}
