@@ -132,7 +132,13 @@ fn run(opts: Options) -> Result<(), String> {
             let drained = gw.is_drained();
             if drained || Instant::now() >= until {
                 if !drained {
-                    warn!("shutdown: gave up flushing after {DRAIN_LIMIT:?}");
+                    let open = gw.conns(Instant::now());
+                    let unflushed = open.iter().filter(|c| c.queued_bytes > 0).count();
+                    warn!(
+                        "shutdown: after {DRAIN_LIMIT:?}, {} connections still open \
+                         ({unflushed} with data unwritten); closing them",
+                        open.len()
+                    );
                 }
                 gw.close_all(poll.registry());
                 info!("fastway stopped");

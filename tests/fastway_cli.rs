@@ -359,6 +359,61 @@ fn sigterm_delivers_queued_data_then_closes_and_exits_0() {
     assert_eq!(client.recv_cmd(), Command::Close { conn_id: v });
     let mut rest = Vec::new();
     let _ = client.stream.read_to_end(&mut rest);
+    // Each peer that closes its end lets the gateway close that connection.
+    drop(client);
+    drop(server);
+    assert!(fw.wait_exit().success());
+}
+
+#[test]
+fn sigterm_drain_delivers_everything_to_a_slow_client_that_keeps_talking() {
+    let mut fw = Fastway::start(&loopback());
+    let mut server = RawPeer::server(fw.server, 1, b"");
+    let mut client = RawPeer::client(fw.client);
+    let v = client.dial(1);
+    assert_eq!(server.expect_connect().0, v);
+    const N: u32 = 300;
+    let mut burst = Vec::new();
+    for i in 0..N {
+        let mut msg = vec![0x42u8; 8192];
+        msg[..4].copy_from_slice(&i.to_le_bytes());
+        wire::encode_frame(&mut burst, v, &msg);
+    }
+    server.send(&burst);
+    server.send_cmd(Command::Ping);
+    assert_eq!(server.recv_cmd(), Command::Ping);
+    fw.signal("-TERM");
+    fw.wait_log("shutting down");
+    // During the drain the client talks (a Ping, then data on its vconn)
+    // and reads slowly.
+    client.send_cmd(Command::Ping);
+    std::thread::sleep(Duration::from_millis(200));
+    client.send_data(v, b"still here");
+    let mut got = Vec::new();
+    loop {
+        match client.recv() {
+            Got::Data(id, m) if id == v => {
+                got.push(u32::from_le_bytes(m[..4].try_into().unwrap()));
+                if got.len() % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Got::Cmd(Command::Close { conn_id }) if conn_id == v => break,
+            // An answer to the Ping, if the gateway gives one.
+            Got::Cmd(Command::Ping) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "every queued message, in order"
+    );
+    // Then the end of the stream, not a reset.
+    let mut rest = Vec::new();
+    client.stream.read_to_end(&mut rest).unwrap();
+    drop(client);
+    drop(server);
     assert!(fw.wait_exit().success());
 }
 
