@@ -324,13 +324,82 @@ mod tests {
         }
     }
 
+    /// The defaults column of CLI.md's tables, copied by hand: what `-help`
+    /// prints must match it, and so must the values a bare command runs with.
+    const CLI_MD_DEFAULTS: [(&str, &str); 27] = [
+        ("ReusePort", "false"),
+        ("MaxPacket", "512K"),
+        ("MemPoolType", "atom"),
+        ("MemPoolFactor", "2"),
+        ("MemPoolMaxChunk", "64K"),
+        ("MemPoolMinChunk", "64"),
+        ("MemPoolPageSize", "1M"),
+        ("ClientAddr", ":0"),
+        ("ClientMaxConn", "16"),
+        ("ClientBufferSize", "2K"),
+        ("ClientIdleTimeout", "30s"),
+        ("ClientSendChanSize", "1000"),
+        ("ClientSnetEnable", "false"),
+        ("ClientSnetEncrypt", "false"),
+        ("ClientSnetBuffer", "32K"),
+        ("ClientSnetInitTimeout", "10s"),
+        ("ClientSnetWaitTimeout", "60s"),
+        ("ServerAddr", ":0"),
+        ("ServerAuthKey", ""),
+        ("ServerBufferSize", "64K"),
+        ("ServerIdleTimeout", "30s"),
+        ("ServerSendChanSize", "100000"),
+        ("ServerSnetEnable", "false"),
+        ("ServerSnetEncrypt", "false"),
+        ("ServerSnetBuffer", "1M"),
+        ("ServerSnetInitTimeout", "10s"),
+        ("ServerSnetWaitTimeout", "60s"),
+    ];
+
     #[test]
-    fn defaults_match_cli_md() {
+    fn help_prints_the_defaults_of_cli_md() {
+        let text = usage();
+        for (name, default) in CLI_MD_DEFAULTS {
+            let at = text
+                .find(&format!("  -{name} "))
+                .or_else(|| text.find(&format!("  -{name}\n")))
+                .unwrap_or_else(|| panic!("-{name} missing from -help"));
+            let entry = &text[at..];
+            let entry = &entry[..entry[1..].find("\n  -").map_or(entry.len(), |e| e + 1)];
+            assert!(
+                entry.contains(&format!("(default {default:?})")),
+                "-{name}: CLI.md says {default:?}, -help says: {entry}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bare_command_runs_with_the_values_of_cli_md() {
         let o = run(&[]).unwrap();
-        assert_eq!(o, Options::default());
-        assert_eq!(o.config, Config::default());
-        assert_eq!(o.client_addr, ":0");
+        let c = &o.config;
         assert!(!o.reuse_port);
+        assert_eq!(
+            (o.client_addr.as_str(), o.server_addr.as_str()),
+            (":0", ":0")
+        );
+        assert_eq!(c.max_packet, 512 * 1024);
+        assert_eq!(c.auth_key, b"");
+        assert_eq!(
+            (
+                c.pool.factor,
+                c.pool.max_chunk,
+                c.pool.min_chunk,
+                c.pool.page_size
+            ),
+            (2, 64 * 1024, 64, 1024 * 1024)
+        );
+        assert_eq!(c.client.max_vconns, Some(16));
+        assert_eq!(c.client.buffer_size, 2 * 1024);
+        assert_eq!(c.client.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.client.send_queue_msgs, 1000);
+        assert_eq!(c.server.buffer_size, 64 * 1024);
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.send_queue_msgs, 100_000);
     }
 
     #[test]

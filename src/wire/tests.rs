@@ -299,36 +299,42 @@ fn endpoints_may_not_send_gateway_commands() {
 }
 
 #[test]
-fn error_variants_are_distinct() {
-    let errors: Vec<String> = vec![
-        format!("{:?}", FrameError::LengthTooSmall { length: 0 }),
-        format!(
-            "{:?}",
+fn error_messages_name_the_offending_values_and_differ() {
+    let cases: Vec<(String, &[&str])> = vec![
+        (FrameError::LengthTooSmall { length: 3 }.to_string(), &["3"]),
+        (
             FrameError::LengthTooLarge {
-                length: 9,
-                max_packet: 8
+                length: 900_001,
+                max_packet: 524_288,
             }
+            .to_string(),
+            &["900001", "524288"],
         ),
-        format!("{:?}", CommandError::Empty),
-        format!("{:?}", CommandError::UnknownType(9)),
-        format!(
-            "{:?}",
+        (CommandError::Empty.to_string(), &[]),
+        (CommandError::UnknownType(77).to_string(), &["77"]),
+        (
             CommandError::WrongLength {
                 kind: CommandType::Ping,
-                length: 2
+                length: 2,
             }
+            .to_string(),
+            // The message length plus the conn ID: the frame's Length.
+            &["Length 6", "5"],
         ),
-        format!(
-            "{:?}",
+        (
             CommandError::Forbidden {
                 kind: CommandType::Accept,
-                origin: Origin::Endpoint
+                origin: Origin::Endpoint,
             }
+            .to_string(),
+            &[],
         ),
     ];
-    let names: std::collections::HashSet<&str> = errors
-        .iter()
-        .map(|e| e.split([' ', '(']).next().unwrap())
-        .collect();
-    assert_eq!(names.len(), errors.len());
+    for (text, values) in &cases {
+        for v in *values {
+            assert!(text.contains(v), "{text:?} does not name {v}");
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = cases.iter().map(|(t, _)| t).collect();
+    assert_eq!(distinct.len(), cases.len(), "two errors read the same");
 }
