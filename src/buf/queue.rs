@@ -99,13 +99,25 @@ impl WriteQueue {
         pool: &mut Pool,
         write: impl FnOnce(&[IoSlice<'_>]) -> (usize, S),
     ) -> (usize, S) {
-        let mut iov = [IoSlice::new(&[]); MAX_IOV];
-        let mut n_iov = 0;
-        for (slot, e) in iov.iter_mut().zip(self.entries.iter()) {
-            *slot = IoSlice::new(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize]);
-            n_iov += 1;
-        }
-        let (written, status) = write(&iov[..n_iov]);
+        let (written, status) = match self.entries.len() {
+            0 => write(&[]),
+            // The common case: one chunk, no iovec array to fill.
+            1 => {
+                let e = &self.entries[0];
+                write(&[IoSlice::new(
+                    &pool.bytes(&e.chunk)[e.start as usize..e.end as usize],
+                )])
+            }
+            _ => {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut n_iov = 0;
+                for (slot, e) in iov.iter_mut().zip(self.entries.iter()) {
+                    *slot = IoSlice::new(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize]);
+                    n_iov += 1;
+                }
+                write(&iov[..n_iov])
+            }
+        };
         let written = written.min(self.bytes);
         self.consume(pool, written);
         (written, status)
