@@ -93,8 +93,8 @@ pub struct Core<T> {
     stats: Stats,
     /// Shutting down: input is discarded, queues are being flushed.
     draining: bool,
-    /// The time of the current turn.
-    now: Instant,
+    /// The time of the current turn (none before the first).
+    now: Option<Instant>,
 }
 
 impl<T: Transport> Core<T> {
@@ -125,7 +125,7 @@ impl<T: Transport> Core<T> {
             closed: Vec::new(),
             stats: Stats::default(),
             draining: false,
-            now: Instant::now(),
+            now: None,
         }
     }
 
@@ -236,7 +236,7 @@ impl<T: Transport> Core<T> {
     /// queued bytes once, fires due deadlines and closes what must close.
     /// Safe to call at any time, as often as wanted.
     pub fn turn(&mut self, now: Instant) {
-        self.now = now;
+        self.now = Some(now);
         for _ in 0..self.ready.len() {
             let Some(key) = self.ready.pop_front() else {
                 break;
@@ -471,7 +471,9 @@ impl<T: Transport> Core<T> {
                 c.stalled = false;
                 // The pause was the gateway's doing: the idle clock starts
                 // again from here.
-                c.last_active = c.last_active.max(self.now);
+                if let Some(now) = self.now {
+                    c.last_active = c.last_active.max(now);
+                }
             }
             self.mark_ready(key);
         }
