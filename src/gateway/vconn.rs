@@ -2,31 +2,37 @@
 //! each physical connection the list of its vconns.
 //!
 //! Conn IDs come from a counter that runs up through the whole `u32` space
-//! (skipping zero and IDs still live) before it wraps, as the Go gateway's
-//! do: once a vconn closes, its ID is not handed out again until about four
-//! billion other vconns have been opened. An endpoint that keeps sending on
-//! a conn ID it has not yet seen closed is answered `Close` (the ID is dead)
-//! instead of reaching whoever holds the ID next. IDs map to table slots
-//! through a hash map; each physical connection's vconns form a doubly
-//! linked list threaded through the slots, so a connection needs no
-//! collection of its own and adding or removing a vconn allocates nothing
-//! once the table has grown.
+//! (skipping zero and IDs whose place in the table is taken) before it
+//! wraps, as the Go gateway's do: once a vconn closes, its ID is not handed
+//! out again until about four billion other vconns have been opened. An
+//! endpoint that keeps sending on a conn ID it has not yet seen closed is
+//! answered `Close` (the ID is dead) instead of reaching whoever holds the
+//! ID next.
+//!
+//! The table is a power-of-two array indexed by the low bits of the conn
+//! ID. The counter only hands out an ID whose place is free, so finding a
+//! vconn from a frame's conn ID is one index and one compare, with no
+//! hashing or probing; the table doubles when half full (every live ID
+//! still has a place of its own at the next size). Each physical
+//! connection's vconns form a doubly linked list threaded through the
+//! table by conn ID, so a connection needs no collection of its own and
+//! adding or removing a vconn allocates nothing once the table has grown.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use slab::Slab;
-
 use crate::side::Side;
 
-/// End of a list.
-pub(crate) const NIL: u32 = u32::MAX;
+/// End of a list (zero is never a conn ID).
+const NONE: u32 = 0;
 /// Most vconns that can be live at once.
 pub const MAX_VCONNS: usize = (1 << 24) - 2;
+/// Places in a new table.
+const FIRST_SIZE: usize = 16;
 
-/// A multiplicative hasher for `u32` IDs chosen by the gateway (conn IDs,
-/// client IDs) or by authenticated servers (server IDs): a fast
-/// non-cryptographic hash is safe for them.
+/// A multiplicative hasher for `u32` IDs chosen by the gateway (client IDs)
+/// or by authenticated servers (server IDs): a fast non-cryptographic hash
+/// is safe for them.
 #[derive(Default)]
 pub(crate) struct IdHasher(u64);
 
@@ -47,14 +53,17 @@ impl std::hash::Hasher for IdHasher {
 /// A map keyed by `u32` IDs.
 pub(crate) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
 
-#[derive(Debug, Clone, Copy)]
+/// One end of a vconn: its physical connection and its neighbours (conn
+/// IDs) in that connection's list.
+#[derive(Debug, Clone, Copy, Default)]
 struct Link {
     conn: u32,
     prev: u32,
     next: u32,
 }
 
-#[derive(Debug)]
+/// A place in the table; `id == 0` when free.
+#[derive(Debug, Clone, Copy, Default)]
 struct VConn {
     id: u32,
     /// Indexed by `Side::index()`: the client end, then the server end.
@@ -62,16 +71,10 @@ struct VConn {
 }
 
 /// The head and length of one physical connection's vconn list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct VList {
     head: u32,
     len: u32,
-}
-
-impl Default for VList {
-    fn default() -> Self {
-        VList { head: NIL, len: 0 }
-    }
 }
 
 impl VList {
@@ -81,16 +84,17 @@ impl VList {
     }
 
     /// The conn ID at the head, if any.
-    pub fn first(&self, table: &VConnTable) -> Option<u32> {
-        (self.head != NIL).then(|| table.slots[self.head as usize].id)
+    pub fn first(&self) -> Option<u32> {
+        (self.head != NONE).then_some(self.head)
     }
 }
 
 /// The live vconns.
 #[derive(Debug)]
 pub(crate) struct VConnTable {
-    slots: Slab<VConn>,
-    by_id: IdMap<u32>,
+    places: Vec<VConn>,
+    mask: u32,
+    live: usize,
     next_id: u32,
 }
 
@@ -105,35 +109,68 @@ impl VConnTable {
     /// reach the wrap-around.
     pub fn starting_at(first: u32) -> VConnTable {
         VConnTable {
-            slots: Slab::new(),
-            by_id: IdMap::default(),
+            places: vec![VConn::default(); FIRST_SIZE],
+            mask: FIRST_SIZE as u32 - 1,
+            live: 0,
             next_id: first.max(1),
         }
     }
 
     /// Live vconns.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.live
     }
 
     /// Whether another vconn fits.
     pub fn has_room(&self) -> bool {
-        self.slots.len() < MAX_VCONNS
+        self.live < MAX_VCONNS
+    }
+
+    #[inline]
+    fn place(&self, id: u32) -> usize {
+        (id & self.mask) as usize
+    }
+
+    #[inline]
+    fn get(&self, conn_id: u32) -> Option<&VConn> {
+        let v = &self.places[self.place(conn_id)];
+        (v.id == conn_id && conn_id != NONE).then_some(v)
+    }
+
+    fn link_mut(&mut self, conn_id: u32, side: usize) -> &mut Link {
+        let at = self.place(conn_id);
+        &mut self.places[at].ends[side]
     }
 
     /// The physical connections (client key, server key) of a vconn.
+    #[inline]
     pub fn ends(&self, conn_id: u32) -> Option<[usize; 2]> {
-        let v = &self.slots[*self.by_id.get(&conn_id)? as usize];
+        let v = self.get(conn_id)?;
         Some([v.ends[0].conn as usize, v.ends[1].conn as usize])
     }
 
     fn allocate_id(&mut self) -> u32 {
+        if (self.live + 1) * 2 > self.places.len() {
+            self.grow();
+        }
         loop {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
-            if !self.by_id.contains_key(&id) {
+            if self.places[self.place(id)].id == NONE {
                 return id;
             }
+        }
+    }
+
+    /// Doubles the table. IDs with distinct low bits at one size keep
+    /// distinct low bits at the next, so every vconn finds its place free.
+    fn grow(&mut self) {
+        let size = self.places.len() * 2;
+        let old = std::mem::replace(&mut self.places, vec![VConn::default(); size]);
+        self.mask = size as u32 - 1;
+        for v in old.into_iter().filter(|v| v.id != NONE) {
+            let at = self.place(v.id);
+            self.places[at] = v;
         }
     }
 
@@ -147,23 +184,22 @@ impl VConnTable {
         server_list: &mut VList,
     ) -> u32 {
         let id = self.allocate_id();
-        let entry = self.slots.vacant_entry();
-        let idx = entry.key() as u32;
         let link = |conn: usize, list: &VList| Link {
             conn: conn as u32,
-            prev: NIL,
+            prev: NONE,
             next: list.head,
         };
-        entry.insert(VConn {
+        let at = self.place(id);
+        self.places[at] = VConn {
             id,
             ends: [link(client, client_list), link(server, server_list)],
-        });
-        self.by_id.insert(id, idx);
+        };
+        self.live += 1;
         for (side, list) in [(0, client_list), (1, server_list)] {
-            if list.head != NIL {
-                self.slots[list.head as usize].ends[side].prev = idx;
+            if list.head != NONE {
+                self.link_mut(list.head, side).prev = id;
             }
-            list.head = idx;
+            list.head = id;
             list.len += 1;
         }
         id
@@ -171,19 +207,21 @@ impl VConnTable {
 
     /// Closes a vconn, unlinking it from both ends' lists.
     pub fn remove(&mut self, conn_id: u32, client_list: &mut VList, server_list: &mut VList) {
-        let Some(idx) = self.by_id.remove(&conn_id) else {
+        let Some(&v) = self.get(conn_id) else {
             return;
         };
-        let v = self.slots.remove(idx as usize);
+        let at = self.place(conn_id);
+        self.places[at] = VConn::default();
+        self.live -= 1;
         for (side, list) in [(0, client_list), (1, server_list)] {
             let Link { prev, next, .. } = v.ends[side];
-            if prev == NIL {
+            if prev == NONE {
                 list.head = next;
             } else {
-                self.slots[prev as usize].ends[side].next = next;
+                self.link_mut(prev, side).next = next;
             }
-            if next != NIL {
-                self.slots[next as usize].ends[side].prev = prev;
+            if next != NONE {
+                self.link_mut(next, side).prev = prev;
             }
             list.len -= 1;
         }
@@ -193,8 +231,7 @@ impl VConnTable {
     pub fn ids(&self, list: &VList, side: Side) -> Vec<u32> {
         let mut out = Vec::with_capacity(list.len as usize);
         let mut at = list.head;
-        while at != NIL {
-            let v = &self.slots[at as usize];
+        while let Some(v) = self.get(at) {
             out.push(v.id);
             at = v.ends[side.index()].next;
         }
@@ -203,9 +240,10 @@ impl VConnTable {
 
     /// Every live conn ID with its ends (client key, server key).
     pub fn all(&self) -> impl Iterator<Item = (u32, [usize; 2])> + '_ {
-        self.slots
+        self.places
             .iter()
-            .map(|(_, v)| (v.id, [v.ends[0].conn as usize, v.ends[1].conn as usize]))
+            .filter(|v| v.id != NONE)
+            .map(|v| (v.id, [v.ends[0].conn as usize, v.ends[1].conn as usize]))
     }
 }
 
@@ -239,6 +277,46 @@ mod tests {
         assert_eq!(t.ends(a), None);
         assert_eq!(t.ends(0), None);
         assert_eq!(t.ends(u32::MAX), None);
+    }
+
+    #[test]
+    fn growing_keeps_every_vconn_and_list() {
+        let mut t = VConnTable::default();
+        let mut clients = [VList::default(); 7];
+        let mut servers = [VList::default(); 3];
+        let mut live: Vec<(u32, usize, usize)> = Vec::new();
+        for i in 0..5_000usize {
+            let (c, s) = (i % 7, i % 3);
+            let id = t.insert(c, &mut clients[c], 100 + s, &mut servers[s]);
+            live.push((id, c, s));
+            if i % 4 == 3 {
+                // Close an older one, so the free places are scattered.
+                let (id, c, s) = live.remove(i % live.len());
+                t.remove(id, &mut clients[c], &mut servers[s]);
+                assert_eq!(t.ends(id), None);
+            }
+        }
+        assert_eq!(t.len(), live.len());
+        assert!(t.places.len() >= 2 * t.len());
+        for &(id, c, s) in &live {
+            assert_eq!(t.ends(id), Some([c, 100 + s]));
+        }
+        let sorted = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v
+        };
+        for (c, list) in clients.iter().enumerate() {
+            let want = live.iter().filter(|v| v.1 == c).map(|v| v.0).collect();
+            assert_eq!(sorted(t.ids(list, Side::Client)), sorted(want));
+            assert_eq!(list.len() as usize, t.ids(list, Side::Client).len());
+        }
+        for (s, list) in servers.iter().enumerate() {
+            let want = live.iter().filter(|v| v.2 == s).map(|v| v.0).collect();
+            assert_eq!(sorted(t.ids(list, Side::Server)), sorted(want));
+            assert_eq!(list.len() as usize, t.ids(list, Side::Server).len());
+        }
+        let all = t.all().map(|(id, _)| id).collect();
+        assert_eq!(sorted(all), sorted(live.iter().map(|v| v.0).collect()));
     }
 
     #[test]

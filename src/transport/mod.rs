@@ -79,6 +79,7 @@ pub trait Transport {
 }
 
 /// Classifies the result of one `read` call that offered `room` bytes.
+#[inline]
 pub fn read_status(result: io::Result<usize>, room: usize) -> (usize, IoStatus) {
     match result {
         Ok(0) if room > 0 => (0, IoStatus::Closed),
@@ -88,6 +89,7 @@ pub fn read_status(result: io::Result<usize>, room: usize) -> (usize, IoStatus) 
 }
 
 /// Classifies the result of one `write` call that offered `offered` bytes.
+#[inline]
 pub fn write_status(result: io::Result<usize>, offered: usize) -> (usize, IoStatus) {
     match result {
         Ok(0) if offered > 0 => (0, IoStatus::Error(ErrorKind::WriteZero)),
@@ -108,6 +110,7 @@ fn error_status(kind: ErrorKind) -> IoStatus {
 }
 
 /// Total length of `bufs`.
+#[inline]
 pub fn total_len(bufs: &[IoSlice<'_>]) -> usize {
     bufs.iter().map(|b| b.len()).sum()
 }

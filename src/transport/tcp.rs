@@ -88,6 +88,7 @@ impl<S: Socket> Tcp<S> {
 }
 
 impl<S: Socket> Transport for Tcp<S> {
+    #[inline]
     fn read(&mut self, buf: &mut [u8], ready: Ready) -> (usize, IoStatus) {
         let room = buf.len();
         let (n, status) = read_status(self.socket.read(buf), room);
@@ -97,6 +98,7 @@ impl<S: Socket> Transport for Tcp<S> {
         (n, status)
     }
 
+    #[inline]
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
         let offered = total_len(bufs);
         let result = match bufs {

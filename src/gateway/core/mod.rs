@@ -36,7 +36,7 @@ mod output;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -86,7 +86,7 @@ pub struct Core<T> {
     rpool: Pool,
     wpool: Pool,
     deadlines: BinaryHeap<Reverse<(Instant, usize, u64)>>,
-    ready: VecDeque<usize>,
+    ready: Vec<usize>,
     dirty: Vec<usize>,
     doomed: Vec<usize>,
     closed: Vec<(T, CloseReason)>,
@@ -119,7 +119,7 @@ impl<T: Transport> Core<T> {
             next_client_id: 1,
             next_serial: 0,
             deadlines: BinaryHeap::new(),
-            ready: VecDeque::new(),
+            ready: Vec::new(),
             dirty: Vec::new(),
             doomed: Vec::new(),
             closed: Vec::new(),
@@ -227,7 +227,7 @@ impl<T: Transport> Core<T> {
         let c = &mut self.conns[key];
         if !c.in_ready {
             c.in_ready = true;
-            self.ready.push_back(key);
+            self.ready.push(key);
         }
     }
 
@@ -237,14 +237,19 @@ impl<T: Transport> Core<T> {
     /// Safe to call at any time, as often as wanted.
     pub fn turn(&mut self, now: Instant) {
         self.now = Some(now);
-        for _ in 0..self.ready.len() {
-            let Some(key) = self.ready.pop_front() else {
-                break;
-            };
+        // Connections that still have input after their budget are marked
+        // again, for the next turn.
+        let ready = std::mem::take(&mut self.ready);
+        for &key in &ready {
             if let Some(c) = self.conns.get_mut(key) {
                 c.in_ready = false;
                 self.process_input(key, now);
             }
+        }
+        if self.ready.is_empty() {
+            let mut ready = ready;
+            ready.clear();
+            self.ready = ready;
         }
         self.flush_all();
         self.fire_deadlines(now);
@@ -428,7 +433,7 @@ impl<T: Transport> Core<T> {
             self.stats.peer_closes += 1;
         }
         // Close every vconn and tell the other ends.
-        while let Some(conn_id) = self.conns[key].vlist.first(&self.vconns) {
+        while let Some(conn_id) = self.conns[key].vlist.first() {
             let Some(ends) = self.vconns.ends(conn_id) else {
                 break;
             };

@@ -186,10 +186,14 @@ impl<T: Transport> Core<T> {
 
     /// While draining: once everything queued to `key` is written, ends the
     /// stream (FIN); once the peer has ended its own, closes the connection.
+    #[inline]
     pub(super) fn drain_progress(&mut self, key: usize) {
-        if !self.draining {
-            return;
+        if self.draining {
+            self.drain_step(key);
         }
+    }
+
+    fn drain_step(&mut self, key: usize) {
         let c = &mut self.conns[key];
         if c.doomed.is_some() || !c.out.is_empty() || c.io.wants_write() {
             return;
