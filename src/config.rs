@@ -77,6 +77,9 @@ pub struct ConfigError {
     pub field: &'static str,
     /// What is wrong with it.
     pub problem: String,
+    /// For a rule between two settings: the other one, and the problem as
+    /// seen from it (so a message can name whichever the user set).
+    pub other: Option<(&'static str, String)>,
 }
 
 impl fmt::Display for ConfigError {
@@ -91,6 +94,16 @@ fn bad(field: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         field,
         problem: problem.into(),
+        other: None,
+    }
+}
+
+/// A rule between two settings that `a` and `b` break together.
+fn bad_pair(a: &'static str, a_problem: String, b: &'static str, b_problem: String) -> ConfigError {
+    ConfigError {
+        field: a,
+        problem: a_problem,
+        other: Some((b, b_problem)),
     }
 }
 
@@ -148,13 +161,35 @@ impl Config {
             return Err(bad("MemPoolMinChunk", "must be greater than zero"));
         }
         if p.max_chunk < p.min_chunk {
-            return Err(bad("MemPoolMaxChunk", "must not be below MemPoolMinChunk"));
+            return Err(bad_pair(
+                "MemPoolMaxChunk",
+                format!(
+                    "{} must not be below MemPoolMinChunk ({})",
+                    p.max_chunk, p.min_chunk
+                ),
+                "MemPoolMinChunk",
+                format!(
+                    "{} must not be above MemPoolMaxChunk ({})",
+                    p.min_chunk, p.max_chunk
+                ),
+            ));
         }
         if p.factor < 2 {
             return Err(bad("MemPoolFactor", "must be at least 2"));
         }
         if p.page_size < p.max_chunk {
-            return Err(bad("MemPoolPageSize", "must not be below MemPoolMaxChunk"));
+            return Err(bad_pair(
+                "MemPoolPageSize",
+                format!(
+                    "{} must not be below MemPoolMaxChunk ({})",
+                    p.page_size, p.max_chunk
+                ),
+                "MemPoolMaxChunk",
+                format!(
+                    "{} must not be above MemPoolPageSize ({})",
+                    p.max_chunk, p.page_size
+                ),
+            ));
         }
         if self.handshake_timeout.is_zero() {
             return Err(bad("handshake timeout", "must be greater than zero"));

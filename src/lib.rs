@@ -14,16 +14,25 @@
 //!   command;
 //! - [`endpoint`]: client and server endpoints (a sans-IO core, a mio
 //!   driver for many endpoints, and a blocking API);
-//! - [`cli`]: the `fastway` command's flags, listeners and operator commands.
+//! - [`listen`]: listening sockets opened the way the Go gateway opens
+//!   them (Go-style addresses, deep backlog, optional `SO_REUSEPORT`);
+//! - `cli` (with the default `cli` feature): the `fastway` command's flags
+//!   and operator commands.
+//!
+//! With `default-features = false` the library builds without anything
+//! only the `fastway` command needs (flag parsing, signals, logging
+//! output, the CPU profiler).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod buf;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod endpoint;
 pub mod gateway;
+pub mod listen;
 pub mod side;
 pub mod tokens;
 pub mod transport;

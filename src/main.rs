@@ -1,20 +1,22 @@
 //! `fastway`: the gateway command, a drop-in replacement for the Go binary.
 //!
-//! Parses the flags, binds the listeners, writes `fastway.pid`, and runs the
-//! gateway in one mio loop together with the signals: SIGTERM/SIGINT drain
-//! and exit, SIGUSR1 runs the command in `fastway.cmd`.
+//! Parses the flags, locks and writes `fastway.pid`, binds the listeners,
+//! tells systemd it is ready (when started as a `Type=notify` service), and
+//! runs the gateway in one mio loop together with the signals:
+//! SIGTERM/SIGINT drain and exit, SIGUSR1 runs the command in
+//! `fastway.cmd`, SIGHUP is logged and ignored.
 
 mod profiler;
 
-use std::fs;
-use std::io;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use uniway::cli::command::{self, OpCommand};
 use uniway::cli::{self, listen, Options, Parsed};
@@ -34,7 +36,8 @@ const CMD_FILE: &str = "fastway.cmd";
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os().skip(1).collect()) {
         Ok(Parsed::Help) => {
-            print!("{}", cli::usage());
+            // Go's flag package prints the usage to stderr.
+            eprint!("{}", cli::usage());
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(opts)) => opts,
@@ -55,41 +58,96 @@ fn main() -> ExitCode {
     }
 }
 
-/// Removes the pid file when dropped.
-struct PidFile(PathBuf);
+/// `fastway.pid`, locked for as long as this process runs, so a second
+/// `fastway` in the same directory refuses to start instead of taking it
+/// over. Removed when dropped (on every exit path that returns from
+/// `run`, including errors and panics that unwind).
+struct PidFile {
+    path: PathBuf,
+    file: File,
+}
 
 impl PidFile {
-    fn create() -> io::Result<PidFile> {
+    /// Opens and locks the pid file, leaving its contents alone until
+    /// [`write_pid`](Self::write_pid): a second instance that fails here
+    /// must not touch the first one's file.
+    fn lock() -> Result<PidFile, String> {
         let path = PathBuf::from(PID_FILE);
-        fs::write(&path, format!("{}\n", std::process::id()))?;
-        Ok(PidFile(path))
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| format!("cannot open {PID_FILE}: {e}"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(PidFile { path, file }),
+            Err(TryLockError::WouldBlock) => {
+                let other = fs::read_to_string(&path).unwrap_or_default();
+                let other = other.trim();
+                let who = if other.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {other})")
+                };
+                Err(format!(
+                    "another fastway{who} is running in this directory ({PID_FILE} is locked); \
+                     stop it or start this one in another directory"
+                ))
+            }
+            Err(TryLockError::Error(e)) => Err(format!("cannot lock {PID_FILE}: {e}")),
+        }
+    }
+
+    /// Writes this process's ID, once the listeners are bound.
+    fn write_pid(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file
+            .write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        self.file.flush()
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = fs::remove_file(&self.path);
     }
 }
 
 fn run(opts: Options) -> Result<(), String> {
+    let mut pid_file = PidFile::lock()?;
+    let open_to_all = opts.config.auth_key.is_empty();
     let client = listen::bind(&opts.client_addr, opts.reuse_port)
-        .map_err(|e| format!("cannot listen on ClientAddr {}: {e}", opts.client_addr))?;
+        .map_err(|e| format!("ClientAddr {}: {e}", opts.client_addr))?;
     let server = listen::bind(&opts.server_addr, opts.reuse_port)
-        .map_err(|e| format!("cannot listen on ServerAddr {}: {e}", opts.server_addr))?;
+        .map_err(|e| format!("ServerAddr {}: {e}", opts.server_addr))?;
     let mut poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
     let mut gw = Gateway::new(opts.config, GATEWAY_TOKENS).map_err(|e| e.to_string())?;
     gw.listen(poll.registry(), Side::Client, client)
         .map_err(|e| format!("client listener: {e}"))?;
     gw.listen(poll.registry(), Side::Server, server)
         .map_err(|e| format!("server listener: {e}"))?;
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)
         .map_err(|e| format!("cannot watch signals: {e}"))?;
-    let _pid = PidFile::create().map_err(|e| format!("cannot write {PID_FILE}: {e}"))?;
+    pid_file
+        .write_pid()
+        .map_err(|e| format!("cannot write {PID_FILE}: {e}"))?;
+    if open_to_all {
+        warn!(
+            "ServerAuthKey is empty: any process that reaches ServerAddr can register \
+             any server ID; set -ServerAuthKey, -ServerAuthKeyFile or {}",
+            cli::AUTH_KEY_ENV
+        );
+    }
     info!("fastway running, pid {}", std::process::id());
+    // Under systemd with Type=notify: the listeners are bound, dependants
+    // may start. Outside systemd this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        warn!("cannot tell systemd the gateway is ready: {e}");
+    }
 
     let started = Instant::now();
     let mut profiler = profiler::Profiler::default();
@@ -118,8 +176,13 @@ fn run(opts: Options) -> Result<(), String> {
             for sig in signals.pending() {
                 match sig {
                     SIGUSR1 => run_command_file(&gw, &mut profiler, started),
+                    SIGHUP => info!(
+                        "SIGHUP: nothing to reload (settings come from flags; logs go to \
+                         stderr); ignored"
+                    ),
                     _ if drain_until.is_none() => {
                         info!("signal {sig}: shutting down, flushing queued data");
+                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                         gw.shutdown(poll.registry());
                         drain_until = Some(now + DRAIN_LIMIT);
                     }

@@ -2,8 +2,6 @@
 //! written in pprof's protobuf format (readable by `go tool pprof`).
 //! Built with the default `cpuprof` feature; without it the commands say so.
 
-use log::{info, warn};
-
 /// The profiler's state between `start` and `stop`.
 #[derive(Default)]
 pub struct Profiler {
@@ -21,7 +19,7 @@ impl Profiler {
         #[cfg(feature = "cpuprof")]
         {
             if self.guard.is_some() {
-                info!("cpuprof start: already running");
+                log::info!("cpuprof start: already running");
                 return;
             }
             match pprof::ProfilerGuardBuilder::default()
@@ -30,13 +28,13 @@ impl Profiler {
             {
                 Ok(g) => {
                     self.guard = Some(g);
-                    info!("cpuprof started ({FREQUENCY} samples/s)");
+                    log::info!("cpuprof started ({FREQUENCY} samples/s)");
                 }
-                Err(e) => warn!("cpuprof start failed: {e}"),
+                Err(e) => log::warn!("cpuprof start failed: {e}"),
             }
         }
         #[cfg(not(feature = "cpuprof"))]
-        warn!("cpuprof: this build has no profiler (built without the cpuprof feature)");
+        log::warn!("cpuprof: this build has no profiler (built without the cpuprof feature)");
     }
 
     /// Stops sampling and writes the profile to `path`.
@@ -45,7 +43,7 @@ impl Profiler {
         {
             use pprof::protos::Message;
             let Some(guard) = self.guard.take() else {
-                info!("cpuprof stop: not running");
+                log::info!("cpuprof stop: not running");
                 return;
             };
             let result = guard
@@ -56,14 +54,14 @@ impl Profiler {
                 .and_then(|p| p.write_to_bytes().map_err(|e| e.to_string()))
                 .and_then(|bytes| std::fs::write(path, bytes).map_err(|e| e.to_string()));
             match result {
-                Ok(()) => info!("cpuprof stopped, profile written to {path}"),
-                Err(e) => warn!("cpuprof stop: cannot write {path}: {e}"),
+                Ok(()) => log::info!("cpuprof stopped, profile written to {path}"),
+                Err(e) => log::warn!("cpuprof stop: cannot write {path}: {e}"),
             }
         }
         #[cfg(not(feature = "cpuprof"))]
         {
             let _ = path;
-            warn!("cpuprof: this build has no profiler (built without the cpuprof feature)");
+            log::warn!("cpuprof: this build has no profiler (built without the cpuprof feature)");
         }
     }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,10 +77,17 @@ impl Fastway {
     }
 
     fn start_in(dir: PathBuf, args: &[&str]) -> Fastway {
+        Fastway::start_env(dir, args, &[])
+    }
+
+    fn start_env(dir: PathBuf, args: &[&str], env: &[(&str, &Path)]) -> Fastway {
         let mut child = Process::new(BIN)
             .args(args)
             .current_dir(&dir)
             .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("FASTWAY_SERVER_AUTH_KEY")
+            .envs(env.iter().map(|&(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -184,12 +191,21 @@ fn help_lists_every_flag_with_its_default() {
     for h in ["-h", "-help", "--help"] {
         let out = Process::new(BIN).arg(h).output().unwrap();
         assert!(out.status.success(), "{h}");
-        let text = String::from_utf8(out.stdout).unwrap();
+        // On stderr, as Go's flag package prints it.
+        assert!(out.stdout.is_empty(), "{h}: usage on stdout");
+        let text = String::from_utf8(out.stderr).unwrap();
         for name in CLI_MD_FLAGS {
             assert!(text.contains(&format!("-{name}")), "{h}: -{name} missing");
         }
-        for default in ["\"512K\"", "\"atom\"", "\"30s\"", "\"100000\"", "\":0\""] {
-            assert!(text.contains(default), "{h}: default {default} missing");
+        // Strings quoted, other values not, as Go prints them.
+        for default in [
+            "(default 512K)",
+            "(default \"atom\")",
+            "(default 30s)",
+            "(default 100000)",
+            "(default \":0\")",
+        ] {
+            assert!(text.contains(default), "{h}: {default} missing");
         }
     }
 }
@@ -253,6 +269,77 @@ fn pid_file_and_logged_ephemeral_ports() {
     assert!(fw.wait_exit().success());
     assert!(!fw.pid_file().exists(), "pid file left behind");
     fw.wait_log("fastway stopped");
+}
+
+#[test]
+fn a_second_fastway_in_the_same_directory_refuses_and_sighup_is_harmless() {
+    let mut first = Fastway::start(&loopback());
+    first.wait_log("ServerAuthKey is empty");
+    let pid = std::fs::read_to_string(first.pid_file()).unwrap();
+    let mut second = Process::new(BIN)
+        .args(loopback())
+        .current_dir(&first.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = second.kill();
+            panic!("a second fastway in the same directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another fastway") && err.contains(pid.trim()),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(first.pid_file()).unwrap(),
+        pid,
+        "the first one's pid file was touched"
+    );
+    // SIGHUP is logged and changes nothing.
+    first.signal("-HUP");
+    first.wait_log("SIGHUP");
+    assert!(
+        first.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped fastway"
+    );
+    let mut client = RawPeer::client(first.client);
+    client.send_cmd(Command::Ping);
+    assert_eq!(client.recv_cmd(), Command::Ping);
+    first.signal("-TERM");
+    assert!(first.wait_exit().success());
+    assert!(!first.pid_file().exists(), "pid file left behind");
+}
+
+#[test]
+fn tells_systemd_it_is_ready_once_listening_and_when_stopping() {
+    let dir = workdir();
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut fw = Fastway::start_env(dir, &loopback(), &[("NOTIFY_SOCKET", &path)]);
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("no readiness message");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+    // Ready means listening.
+    TcpStream::connect(fw.client).unwrap();
+    TcpStream::connect(fw.server).unwrap();
+    fw.signal("-TERM");
+    let n = sock.recv(&mut buf).expect("no stopping message");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(msg.lines().any(|l| l == "STOPPING=1"), "{msg:?}");
+    assert!(fw.wait_exit().success());
 }
 
 fn read_file(dir: &Path, name: &str) -> String {

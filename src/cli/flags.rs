@@ -57,6 +57,10 @@ const fn flag(key: &'static str, kind: Kind, default: &'static str, help: &'stat
     }
 }
 
+/// The environment variable that gives the servers' key when neither
+/// `-ServerAuthKey` nor `-ServerAuthKeyFile` does.
+pub const AUTH_KEY_ENV: &str = "FASTWAY_SERVER_AUTH_KEY";
+
 /// Every flag, in the order `-help` lists them.
 pub const FLAGS: &[Flag] = &[
     flag("--ReusePort", Kind::Bool, "false", "bind listeners with SO_REUSEPORT so several gateways can share the client port"),
@@ -79,6 +83,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--ServerAddr", Kind::Text, ":0", "address servers connect to"),
     flag("--ServerAuthKey", Kind::Text, "", "shared key servers prove in the handshake (alias: ServerAuthPassword)"),
     flag("--ServerAuthPassword", Kind::Text, "", "alias of ServerAuthKey"),
+    flag("--ServerAuthKeyFile", Kind::Text, "", "read ServerAuthKey from this file (one line; keeps the key out of ps); the FASTWAY_SERVER_AUTH_KEY environment variable is read when neither is given"),
     flag("--ServerBufferSize", Kind::Size, "64K", "read buffer size per server connection"),
     flag("--ServerIdleTimeout", Kind::Duration, "30s", "close a server silent for this long"),
     flag("--ServerSendChanSize", Kind::Count, "100000", "most messages queued to one server"),
@@ -184,8 +189,14 @@ fn normalize(args: Vec<OsString>) -> Result<Option<Vec<OsString>>, FlagError> {
     Ok(Some(out))
 }
 
-/// Parses the command line (without the program name).
+/// Parses the command line (without the program name), with the servers'
+/// key from [`AUTH_KEY_ENV`] if the flags give none.
 pub fn parse(args: Vec<OsString>) -> Result<Parsed, FlagError> {
+    parse_with_env(args, std::env::var_os(AUTH_KEY_ENV))
+}
+
+/// [`parse`], with the value of [`AUTH_KEY_ENV`] given.
+pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<Parsed, FlagError> {
     let Some(args) = normalize(args)? else {
         return Ok(Parsed::Help);
     };
@@ -204,19 +215,52 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, FlagError> {
     if let Some(extra) = pargs.finish().first() {
         return Err(FlagError(format!("unexpected argument {extra:?}")));
     }
+    let set = |name: &str| given.iter().any(|(f, _)| f.name() == name);
+    let key_flag = set("ServerAuthKey") || set("ServerAuthPassword");
+    if key_flag && set("ServerAuthKeyFile") {
+        return Err(FlagError(
+            "flags -ServerAuthKey and -ServerAuthKeyFile both give the key; use one".into(),
+        ));
+    }
+    let from_file = set("ServerAuthKeyFile");
     let mut opts = Options::default();
-    for (spec, value) in given {
-        apply(&mut opts, spec, &value).map_err(|e| {
+    for (spec, value) in &given {
+        apply(&mut opts, spec, value).map_err(|e| {
             FlagError(format!(
                 "invalid value {value:?} for flag -{}: {e}",
                 spec.name()
             ))
         })?;
     }
-    opts.config
-        .validate()
-        .map_err(|e| FlagError(format!("invalid flag -{e}")))?;
+    if !key_flag && !from_file {
+        if let Some(key) = env_key.filter(|k| !k.is_empty()) {
+            let key = key
+                .into_string()
+                .map_err(|_| FlagError(format!("{AUTH_KEY_ENV} is not valid UTF-8")))?;
+            opts.config.auth_key = key.into_bytes();
+        }
+    }
+    opts.config.validate().map_err(|e| {
+        // Name the flag the user set when the rule is between two.
+        let (flag, problem) = match &e.other {
+            Some((other, problem)) if !set(e.field) && set(other) => (*other, problem.as_str()),
+            _ => (e.field, e.problem.as_str()),
+        };
+        FlagError(format!("invalid flag -{flag}: {problem}"))
+    })?;
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// The key in a key file: its content without the line ending.
+fn read_key_file(path: &str) -> Result<Vec<u8>, String> {
+    let mut key = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    while matches!(key.last(), Some(b'\n' | b'\r')) {
+        key.pop();
+    }
+    if key.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(key)
 }
 
 fn usize_of(n: u64) -> Result<usize, String> {
@@ -261,6 +305,7 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         "ClientSendChanSize" => c.client.send_queue_msgs = count()?,
         "ServerSendChanSize" => c.server.send_queue_msgs = count()?,
         "ServerAuthKey" | "ServerAuthPassword" => c.auth_key = v.as_bytes().to_vec(),
+        "ServerAuthKeyFile" => c.auth_key = read_key_file(v)?,
         "ClientSnetEnable" | "ServerSnetEnable" => unsupported(parse_bool(v)?)?,
         "ClientSnetEncrypt" | "ServerSnetEncrypt" => {
             parse_bool(v)?;
@@ -303,12 +348,15 @@ pub fn usage() -> String {
             Kind::Duration => " duration",
             Kind::Text => " string",
         };
-        s.push_str(&format!(
-            "  -{}{kind}\n    \t{} (default {:?})\n",
-            f.name(),
-            f.help,
-            f.default
-        ));
+        s.push_str(&format!("  -{}{kind}\n    \t{}", f.name(), f.help));
+        // As Go's flag package: zero values (false, "", 0) are not shown,
+        // and only strings are quoted.
+        match (f.kind, f.default) {
+            (_, "" | "false" | "0") => {}
+            (Kind::Text, d) => s.push_str(&format!(" (default {d:?})")),
+            (_, d) => s.push_str(&format!(" (default {d})")),
+        }
+        s.push('\n');
     }
     s
 }
@@ -366,10 +414,22 @@ mod tests {
                 .unwrap_or_else(|| panic!("-{name} missing from -help"));
             let entry = &text[at..];
             let entry = &entry[..entry[1..].find("\n  -").map_or(entry.len(), |e| e + 1)];
-            assert!(
-                entry.contains(&format!("(default {default:?})")),
-                "-{name}: CLI.md says {default:?}, -help says: {entry}"
-            );
+            let kind = find(name).unwrap().kind;
+            let shown = match (kind, default) {
+                (_, "" | "false" | "0") => None,
+                (Kind::Text, d) => Some(format!("(default {d:?})")),
+                (_, d) => Some(format!("(default {d})")),
+            };
+            match shown {
+                Some(shown) => assert!(
+                    entry.contains(&shown),
+                    "-{name}: CLI.md says {default:?}, -help says: {entry}"
+                ),
+                None => assert!(
+                    !entry.contains("(default"),
+                    "-{name}: a zero default is not shown, as in Go: {entry}"
+                ),
+            }
         }
     }
 
@@ -470,5 +530,60 @@ mod tests {
             assert!(e.0.contains(name), "{args:?}: {e}");
             assert!(!e.0.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn the_key_comes_from_a_flag_a_file_or_the_environment() {
+        let env = |args: &[&str], key: Option<&str>| {
+            let args = args.iter().map(OsString::from).collect();
+            match parse_with_env(args, key.map(OsString::from)) {
+                Ok(Parsed::Run(o)) => Ok(o.config.auth_key),
+                Ok(Parsed::Help) => panic!("help"),
+                Err(e) => Err(e.0),
+            }
+        };
+        let dir = std::env::temp_dir().join(format!("uniway-keyfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let file_flag = format!("-ServerAuthKeyFile={}", file.display());
+
+        assert_eq!(env(&[&file_flag], None).unwrap(), b"from-file");
+        assert_eq!(env(&[], Some("from-env")).unwrap(), b"from-env");
+        // A flag wins over the environment, and so does a file.
+        assert_eq!(env(&["-ServerAuthKey=flag"], Some("env")).unwrap(), b"flag");
+        assert_eq!(env(&[&file_flag], Some("env")).unwrap(), b"from-file");
+        assert_eq!(env(&[], None).unwrap(), b"");
+        let both = env(&["-ServerAuthKey=k", &file_flag], None).unwrap_err();
+        assert!(
+            both.contains("-ServerAuthKeyFile") && both.contains("-ServerAuthKey"),
+            "{both}"
+        );
+        let missing = dir.join("nope");
+        let e = env(
+            &[&format!("-ServerAuthKeyFile={}", missing.display())],
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("-ServerAuthKeyFile") && e.contains("nope"),
+            "{e}"
+        );
+        std::fs::write(&file, "\n").unwrap();
+        let e = env(&[&file_flag], None).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rule_between_two_flags_names_the_one_the_user_set() {
+        let e = run(&["-MemPoolMinChunk=128K"]).unwrap_err().0;
+        assert!(e.starts_with("invalid flag -MemPoolMinChunk:"), "{e}");
+        let e = run(&["-MemPoolMaxChunk=32"]).unwrap_err().0;
+        assert!(e.starts_with("invalid flag -MemPoolMaxChunk:"), "{e}");
+        let e = run(&["-MemPoolPageSize=32K"]).unwrap_err().0;
+        assert!(e.starts_with("invalid flag -MemPoolPageSize:"), "{e}");
+        let e = run(&["-MemPoolMaxChunk=2M"]).unwrap_err().0;
+        assert!(e.starts_with("invalid flag -MemPoolMaxChunk:"), "{e}");
     }
 }

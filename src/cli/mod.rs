@@ -3,7 +3,9 @@
 
 pub mod command;
 pub mod flags;
-pub mod listen;
 pub mod value;
 
-pub use flags::{parse, usage, FlagError, Options, Parsed, FLAGS};
+/// The listeners, kept at [`crate::listen`] for library users.
+pub use crate::listen;
+
+pub use flags::{parse, usage, FlagError, Options, Parsed, AUTH_KEY_ENV, FLAGS};

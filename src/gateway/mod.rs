@@ -73,6 +73,7 @@ impl Gateway {
             return Err(ConfigError {
                 field: "token range",
                 problem: format!("needs more than {LISTENER_SLOTS} tokens within usize"),
+                other: None,
             });
         }
         Ok(Gateway {

@@ -92,7 +92,7 @@ impl<S: Socket> Transport for Tcp<S> {
     fn read(&mut self, buf: &mut [u8], ready: Ready) -> (usize, IoStatus) {
         let room = buf.len();
         let (n, status) = read_status(self.socket.read(buf), room);
-        if status == IoStatus::Continue && n > 0 && n < room && !ready.is_ending() {
+        if matches!(status, IoStatus::Continue) && n > 0 && n < room && !ready.is_ending() {
             return (n, IoStatus::WouldBlock);
         }
         (n, status)
@@ -106,7 +106,7 @@ impl<S: Socket> Transport for Tcp<S> {
             _ => self.socket.write_vectored(bufs),
         };
         let (n, status) = write_status(result, offered);
-        if status == IoStatus::Continue && n < offered {
+        if matches!(status, IoStatus::Continue) && n < offered {
             return (n, IoStatus::WouldBlock);
         }
         (n, status)

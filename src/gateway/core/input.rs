@@ -114,7 +114,7 @@ impl<T: Transport> Core<T> {
         let (n, status) = c
             .rbuf
             .fill_with(&mut self.rpool, size, |buf| io.read(buf, ready));
-        if status != IoStatus::Continue {
+        if !matches!(status, IoStatus::Continue) {
             c.ready.remove(Ready::READABLE);
         }
         match c.side {

@@ -28,15 +28,19 @@ pub fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
 }
 
 /// Binds a non-blocking listener on the first address of `addr` that works.
+/// An error keeps its kind and names the address it failed on
+/// (`cannot listen on 0.0.0.0:4000: Address already in use`).
 pub fn bind(addr: &str, reuse_port: bool) -> io::Result<mio::net::TcpListener> {
     let mut last = io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!("{addr:?} resolves to nothing"),
+        format!("cannot listen on {addr:?}: it resolves to no address"),
     );
-    for a in resolve(addr)? {
+    let addrs = resolve(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr:?}: {e}")))?;
+    for a in addrs {
         match bind_one(a, reuse_port) {
             Ok(l) => return Ok(l),
-            Err(e) => last = e,
+            Err(e) => last = io::Error::new(e.kind(), format!("cannot listen on {a}: {e}")),
         }
     }
     Err(last)
@@ -79,7 +83,9 @@ mod tests {
         let port = a.local_addr().unwrap().port();
         let b = bind(&format!("127.0.0.1:{port}"), true).unwrap();
         assert_eq!(b.local_addr().unwrap().port(), port);
-        let c = bind(&format!("127.0.0.1:{port}"), false);
-        assert!(c.is_err(), "without SO_REUSEPORT the port is taken");
+        let c = bind(&format!("127.0.0.1:{port}"), false).unwrap_err();
+        assert_eq!(c.kind(), io::ErrorKind::AddrInUse);
+        let text = c.to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     }
 }
