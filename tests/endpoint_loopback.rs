@@ -204,6 +204,7 @@ fn each_failure_has_its_own_error_and_nothing_hangs() {
     // A bad configuration.
     let bad = EndpointConfig {
         ping_interval: Some(Duration::from_secs(1)),
+        ping_timeout: None,
         ..EndpointConfig::default()
     };
     assert!(matches!(

@@ -498,7 +498,7 @@ impl<F: MsgFormat> VirtualConn<F> {
     }
 
     /// Sends a message; waits while the send queue is full.
-    pub fn send(&self, msg: &F::Msg) -> Result<(), SendError> {
+    pub fn send(&self, msg: &F::Outgoing) -> Result<(), SendError> {
         let mut bytes = Vec::new();
         self.shared
             .format

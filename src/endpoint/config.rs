@@ -23,9 +23,13 @@ pub struct EndpointConfig {
     /// Messages waiting per vconn for its reader; past it the vconn is
     /// closed (a stuck reader never stalls the shared connection).
     pub recv_queue_size: usize,
-    /// Send a Ping this often; shorter than the gateway's idle timeout.
+    /// Send a Ping this often; must be shorter than the gateway's idle
+    /// timeout (`*IdleTimeout`, 30 s by default) or the gateway closes a
+    /// quiet connection. Default: every [`DEFAULT_PING_INTERVAL`]. `None`
+    /// (with `ping_timeout` `None`) sends none.
     pub ping_interval: Option<Duration>,
-    /// A Ping unanswered this long calls `timeout_callback`.
+    /// A Ping unanswered this long calls `timeout_callback`. Default:
+    /// [`DEFAULT_PING_TIMEOUT`].
     pub ping_timeout: Option<Duration>,
     /// Keep (`true`) or close (`false`) on a ping timeout; none means close.
     pub timeout_callback: Option<TimeoutCallback>,
@@ -35,15 +39,23 @@ pub struct EndpointConfig {
     pub auth_key: Vec<u8>,
 }
 
+/// How often an endpoint pings by default: well inside the gateway's
+/// default 30 s idle timeout.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a default endpoint waits for the gateway's answer to a Ping.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Default for EndpointConfig {
+    /// Settings that keep a connection alive against a gateway with
+    /// default flags: a Ping every 10 s, closed if unanswered for 5 s.
     fn default() -> Self {
         EndpointConfig {
             max_packet: DEFAULT_MAX_PACKET,
             buffer_size: 64 * 1024,
             send_queue_size: 1024,
             recv_queue_size: 1024,
-            ping_interval: None,
-            ping_timeout: None,
+            ping_interval: Some(DEFAULT_PING_INTERVAL),
+            ping_timeout: Some(DEFAULT_PING_TIMEOUT),
             timeout_callback: None,
             server_id: 0,
             auth_key: Vec::new(),
@@ -130,22 +142,56 @@ impl std::error::Error for FormatError {}
 
 /// Turns application values into message bytes and back (the Go
 /// `MsgFormat`).
+///
+/// A format may send a borrowed form of what it receives: [`Raw`] sends
+/// any `&[u8]` and receives `Vec<u8>`, [`Text`] sends `&str` and receives
+/// `String`.
+///
+/// ```
+/// use uniway::endpoint::{FormatError, MsgFormat};
+///
+/// /// Messages that are one little-endian `u64` each.
+/// struct Counter;
+///
+/// impl MsgFormat for Counter {
+///     type Msg = u64;
+///     type Outgoing = u64;
+///     fn encode(&self, n: &u64, out: &mut Vec<u8>) -> Result<(), FormatError> {
+///         out.extend_from_slice(&n.to_le_bytes());
+///         Ok(())
+///     }
+///     fn decode(&self, bytes: &[u8]) -> Result<u64, FormatError> {
+///         let b: [u8; 8] = bytes
+///             .try_into()
+///             .map_err(|_| FormatError(format!("{} bytes, not 8", bytes.len())))?;
+///         Ok(u64::from_le_bytes(b))
+///     }
+/// }
+///
+/// let mut out = Vec::new();
+/// Counter.encode(&7, &mut out).unwrap();
+/// assert_eq!(Counter.decode(&out), Ok(7));
+/// assert!(Counter.decode(b"short").is_err());
+/// ```
 pub trait MsgFormat: Send + Sync + 'static {
-    /// The application's message type.
+    /// What a vconn receives.
     type Msg: Send + 'static;
+    /// What a vconn sends, by reference (may be unsized, such as `[u8]`).
+    type Outgoing: ?Sized;
     /// Appends the encoding of `msg` to `out`.
-    fn encode(&self, msg: &Self::Msg, out: &mut Vec<u8>) -> Result<(), FormatError>;
+    fn encode(&self, msg: &Self::Outgoing, out: &mut Vec<u8>) -> Result<(), FormatError>;
     /// Decodes one message.
     fn decode(&self, bytes: &[u8]) -> Result<Self::Msg, FormatError>;
 }
 
-/// Raw bytes: messages are `Vec<u8>`, passed through unchanged.
+/// Raw bytes: any `&[u8]` is sent unchanged; messages arrive as `Vec<u8>`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Raw;
 
 impl MsgFormat for Raw {
     type Msg = Vec<u8>;
-    fn encode(&self, msg: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    type Outgoing = [u8];
+    fn encode(&self, msg: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
         out.extend_from_slice(msg);
         Ok(())
     }
@@ -154,13 +200,14 @@ impl MsgFormat for Raw {
     }
 }
 
-/// UTF-8 text: messages are `String`s.
+/// UTF-8 text: any `&str` is sent; messages arrive as `String`s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Text;
 
 impl MsgFormat for Text {
     type Msg = String;
-    fn encode(&self, msg: &String, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    type Outgoing = str;
+    fn encode(&self, msg: &str, out: &mut Vec<u8>) -> Result<(), FormatError> {
         out.extend_from_slice(msg.as_bytes());
         Ok(())
     }
@@ -177,6 +224,11 @@ mod tests {
     fn ping_settings_come_in_pairs() {
         let mut c = EndpointConfig::default();
         assert!(c.validate().is_ok());
+        // The defaults ping well inside the gateway's default idle timeout.
+        let idle = crate::Config::default().client.idle_timeout;
+        let (every, wait) = (c.ping_interval.unwrap(), c.ping_timeout.unwrap());
+        assert!(every + wait < idle, "{every:?} + {wait:?} vs {idle:?}");
+        c.ping_timeout = None;
         c.ping_interval = Some(Duration::from_secs(1));
         assert!(c.validate().unwrap_err().0.contains("ping_timeout is not"));
         c.ping_interval = None;
@@ -186,6 +238,8 @@ mod tests {
         assert!(c.validate().is_ok());
         let mut c = EndpointConfig {
             timeout_callback: Some(Arc::new(|| true)),
+            ping_interval: None,
+            ping_timeout: None,
             ..EndpointConfig::default()
         };
         assert!(c.validate().unwrap_err().0.contains("timeout_callback"));
@@ -196,7 +250,7 @@ mod tests {
     #[test]
     fn formats_round_trip() {
         let mut out = Vec::new();
-        Text.encode(&"héllo".to_string(), &mut out).unwrap();
+        Text.encode("héllo", &mut out).unwrap();
         assert_eq!(Text.decode(&out).unwrap(), "héllo");
         assert!(Text.decode(&[0xff]).is_err());
         assert_eq!(Raw.decode(&[1, 2]).unwrap(), vec![1, 2]);

@@ -16,6 +16,7 @@ mod error;
 pub use self::blocking::{Client, Server, VirtualConn};
 pub use self::config::{
     EndpointConfig, EndpointConfigError, FormatError, MsgFormat, Raw, Text, TimeoutCallback,
+    DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
 };
 pub use self::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
 pub use self::error::{AcceptError, ConnectError, DialError, RecvError};
