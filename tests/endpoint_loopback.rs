@@ -253,7 +253,7 @@ fn server_closing_at_once_while_clients_churn_2000_times() {
             Ok(v) => {
                 opened += 1;
                 // The server may already have closed it: both outcomes are fine.
-                let _ = v.send(&i.to_le_bytes().to_vec());
+                let _ = v.send(&i.to_le_bytes());
                 match v.recv_timeout(DEADLINE) {
                     Err(RecvError::Closed) => {}
                     other => panic!("expected the server's close, got {other:?}"),
@@ -348,6 +348,6 @@ fn text_format_round_trip() {
     let client = Client::connect_with(gw.client_addr, EndpointConfig::default(), Text).unwrap();
     let v = client.dial(8).unwrap();
     let s = server.accept().unwrap();
-    v.send(&"héllo".to_string()).unwrap();
+    v.send("héllo").unwrap();
     assert_eq!(s.recv_timeout(DEADLINE).unwrap(), "héllo");
 }
