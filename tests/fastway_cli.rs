@@ -342,6 +342,44 @@ fn tells_systemd_it_is_ready_once_listening_and_when_stopping() {
     assert!(fw.wait_exit().success());
 }
 
+#[test]
+fn a_flood_of_bad_peers_writes_a_bounded_number_of_log_lines() {
+    let mut fw = Fastway::start(&loopback());
+    // A server registering and going away is logged at the default level.
+    let server = RawPeer::server(fw.server, 3, b"");
+    fw.wait_log("server 3 (127.0.0.1:");
+    fw.wait_log("registered");
+    drop(server);
+    fw.wait_log("closed: peer closed the connection");
+
+    // 300 clients that each send a frame with Length 0.
+    const FLOOD: usize = 300;
+    for _ in 0..FLOOD {
+        let mut s = TcpStream::connect(fw.client).unwrap();
+        std::io::Write::write_all(&mut s, &[0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    }
+    let line = fw.wait_log("suppressed");
+    let suppressed: usize = line
+        .split_whitespace()
+        .skip_while(|w| *w != "suppressed")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    let stats = fw.command("lookup stats", "fastway.stats written");
+    assert!(stats.contains("written"));
+    let bad = stat(&read_file(&fw.dir, "fastway.stats"), "bad_frames");
+    assert_eq!(bad, FLOOD as u64, "every bad peer was closed");
+    let warned = fw
+        .log
+        .iter()
+        .filter(|l| l.contains("protocol error"))
+        .count();
+    assert!(suppressed > 0);
+    // Within the limit of each window that passed (at most a few here).
+    assert!(warned <= 3 * 20, "{warned} protocol warnings written");
+    assert!(warned + suppressed <= FLOOD);
+}
+
 fn read_file(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap()
 }

@@ -12,6 +12,7 @@
 //! connection the core keeps under `key`.
 
 pub mod core;
+mod loglimit;
 mod stats;
 mod vconn;
 
@@ -305,7 +306,9 @@ fn accept_one(
     }
     let token = Token(range.start + LISTENER_SLOTS + core.next_key());
     if let Err(e) = registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE) {
-        warn!("{side} {peer}: cannot register the connection: {e}");
+        if core.may_log() {
+            warn!("{side} {peer}: cannot register the connection: {e}");
+        }
         return;
     }
     if let Err(mut tcp) = core.accept(side, Tcp::new(stream, peer), now) {

@@ -193,13 +193,22 @@ impl<T: Transport> Core<T> {
         if let Some(&old) = self.servers.get(&id) {
             self.stats.servers_replaced += 1;
             self.doom(old, CloseReason::Replaced);
+            if self.may_log() {
+                log::warn!(
+                    "server {id}: {} replaced by a newer connection from {} with the same server ID",
+                    self.conns[old].peer,
+                    self.conns[key].peer
+                );
+            }
         }
         self.servers.insert(id, key);
         let c = &mut self.conns[key];
         c.state = State::Active { id };
         c.last_active = now;
         self.stats.servers_authenticated += 1;
-        log::debug!("{} authenticated", self.conns[key].describe());
+        if self.may_log() {
+            log::info!("{} registered", self.conns[key].describe());
+        }
         Flow::Progress
     }
 

@@ -44,6 +44,7 @@ use log::{debug, warn};
 use slab::Slab;
 
 use self::conn::{Conn, State};
+use super::loglimit::LogLimit;
 use super::stats::{CloseReason, Stats};
 use super::vconn::{IdMap, VConnTable};
 use crate::buf::Pool;
@@ -95,6 +96,8 @@ pub struct Core<T> {
     draining: bool,
     /// The time of the current turn (none before the first).
     now: Option<Instant>,
+    /// The rate limit for log lines peers can cause.
+    logs: LogLimit,
 }
 
 impl<T: Transport> Core<T> {
@@ -126,6 +129,7 @@ impl<T: Transport> Core<T> {
             stats: Stats::default(),
             draining: false,
             now: None,
+            logs: LogLimit::default(),
         }
     }
 
@@ -173,7 +177,9 @@ impl<T: Transport> Core<T> {
                     deadline: now + self.cfg.handshake_timeout,
                 },
                 Err(e) => {
-                    warn!("server {peer}: no random challenge available ({e}); connection dropped");
+                    if self.may_log() {
+                        warn!("server {peer}: no random challenge available ({e}); connection dropped");
+                    }
                     return Err(io);
                 }
             },
@@ -254,6 +260,7 @@ impl<T: Transport> Core<T> {
         self.flush_all();
         self.fire_deadlines(now);
         self.reap();
+        self.logs.roll(now);
     }
 
     /// How long until the core needs [`turn`](Self::turn) again: zero when
@@ -262,9 +269,13 @@ impl<T: Transport> Core<T> {
         if !self.ready.is_empty() || !self.dirty.is_empty() || !self.doomed.is_empty() {
             return Some(Duration::ZERO);
         }
-        self.deadlines
-            .peek()
-            .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+        let next = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        // Lines left out of the log are reported when their window ends.
+        let next = match (next, self.logs.report_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|at| at.saturating_duration_since(now))
     }
 
     /// Transports of connections closed since the last call, with the
@@ -418,16 +429,28 @@ impl<T: Transport> Core<T> {
         self.flush_all();
     }
 
+    /// Whether a log line a peer caused may be written now: at most
+    /// [`loglimit::LINES_PER_WINDOW`](super::loglimit::LINES_PER_WINDOW)
+    /// a second, the rest counted and reported in one line.
+    pub(crate) fn may_log(&mut self) -> bool {
+        match self.now {
+            Some(now) => self.logs.allow(now),
+            None => true,
+        }
+    }
+
     fn close_now(&mut self, key: usize) {
         let Some(reason) = self.conns.get(key).and_then(|c| c.doomed) else {
             return;
         };
         let side = self.conns[key].side;
-        match reason {
-            CloseReason::Protocol(_) | CloseReason::AuthFailed => {
-                warn!("{} closed: {reason}", self.conns[key].describe())
+        match close_level(side, reason) {
+            Some(level) => {
+                if self.may_log() {
+                    log::log!(level, "{} closed: {reason}", self.conns[key].describe());
+                }
             }
-            _ => debug!("{} closed: {reason}", self.conns[key].describe()),
+            None => debug!("{} closed: {reason}", self.conns[key].describe()),
         }
         if matches!(reason, CloseReason::PeerClosed | CloseReason::Io(_)) {
             self.stats.peer_closes += 1;
@@ -561,5 +584,27 @@ impl<T: Transport> Core<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// The level at which a connection's close is logged, `None` for debug.
+/// Operators see, at the default level: every protocol offence, failed or
+/// timed-out server handshake and slow client (warn), and every server
+/// that goes away (info). Ordinary client comings and goings and the
+/// closes of a shutdown stay at debug.
+fn close_level(side: Side, reason: CloseReason) -> Option<log::Level> {
+    match (side, reason) {
+        (_, CloseReason::Shutdown) => None,
+        (
+            _,
+            CloseReason::Protocol(_)
+            | CloseReason::AuthFailed
+            | CloseReason::HandshakeTimeout
+            | CloseReason::SlowConsumer,
+        ) => Some(log::Level::Warn),
+        // Said when the newer server registered.
+        (Side::Server, CloseReason::Replaced) => None,
+        (Side::Server, _) => Some(log::Level::Info),
+        (Side::Client, _) => None,
     }
 }
