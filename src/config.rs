@@ -1,4 +1,4 @@
-//! Gateway configuration as plain data, with the defaults of CLI.md, and its
+//! Gateway configuration as plain data, with the defaults of the `fastway` command (`docs/fastway.md`), and its
 //! validation. Nothing here reads flags or files; the `fastway` binary maps
 //! its command line onto these structs.
 
@@ -25,7 +25,7 @@ pub struct SideConfig {
     pub send_queue_bytes: usize,
 }
 
-/// Everything the gateway needs to know, with the defaults of CLI.md.
+/// Everything the gateway needs to know, with the defaults of the `fastway` command (`docs/fastway.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Largest frame Length accepted (`MaxPacket`).

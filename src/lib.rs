@@ -2,7 +2,10 @@
 //! between game clients and backend servers over TCP, wire-compatible with
 //! the Go `fastway`/`uniway` gateway.
 //!
-//! The crate is layered (see `DESIGN.md`):
+//! The wire protocol is described in [`protocol`] (`docs/protocol.md` in
+//! the repository), the `fastway` command in `docs/fastway.md`.
+//!
+//! The crate is layered, each layer usable on its own:
 //!
 //! - [`wire`]: frame, command and handshake formats as pure functions;
 //! - [`buf`]: pooled chunks, read buffers and write queues;
@@ -33,12 +36,19 @@ pub mod config;
 pub mod endpoint;
 pub mod gateway;
 pub mod listen;
+#[doc = include_str!("../docs/protocol.md")]
+pub mod protocol {}
 pub mod side;
 pub mod tokens;
 pub mod transport;
 pub mod wire;
 
 pub use config::{Config, PoolConfig, SideConfig};
+
+/// The README's Rust snippets, compiled by `cargo test` as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeSnippets;
 pub use gateway::{Gateway, Stats};
 pub use side::Side;
 pub use tokens::TokenRange;

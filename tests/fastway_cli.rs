@@ -16,7 +16,7 @@ use uniway::wire::{self, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fastway");
 
-/// Every flag CLI.md documents.
+/// Every flag docs/fastway.md documents.
 const CLI_MD_FLAGS: &[&str] = &[
     "ReusePort",
     "MaxPacket",

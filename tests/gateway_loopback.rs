@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{pair, test_config, Got, RawPeer, TestGateway};
 use uniway::wire::{self, Command};
 
-/// Each bad input of PROTOCOL.md §6, sent by a fresh client, while a
+/// Each bad input of `docs/protocol.md` §6, sent by a fresh client, while a
 /// bystander's vconn carries traffic before and after.
 #[test]
 fn every_bad_input_closes_only_the_offender() {

@@ -1,4 +1,4 @@
-//! The `fastway` command line: every flag of CLI.md with its default, in
+//! The `fastway` command line: every flag of the Go command with its default (`docs/fastway.md`), in
 //! Go's `flag` syntax (`-Name=value`, `-Name value`, `--Name=value`, a bare
 //! boolean flag meaning true), mapped onto [`Config`].
 //!
@@ -372,7 +372,7 @@ mod tests {
         }
     }
 
-    /// The defaults column of CLI.md's tables, copied by hand: what `-help`
+    /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
     const CLI_MD_DEFAULTS: [(&str, &str); 27] = [
         ("ReusePort", "false"),
@@ -423,7 +423,7 @@ mod tests {
             match shown {
                 Some(shown) => assert!(
                     entry.contains(&shown),
-                    "-{name}: CLI.md says {default:?}, -help says: {entry}"
+                    "-{name}: docs/fastway.md says {default:?}, -help says: {entry}"
                 ),
                 None => assert!(
                     !entry.contains("(default"),

@@ -401,9 +401,60 @@ macro_rules! endpoint_api {
 }
 
 /// A game client's connection to the gateway.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use uniway::endpoint::{Client, DialError, EndpointConfig, RecvError};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A gateway's client address (`fastway -ClientAddr=127.0.0.1:4000`).
+/// let client = Client::connect("127.0.0.1:4000", EndpointConfig::default())?;
+/// match client.dial(1) {
+///     Ok(vconn) => {
+///         vconn.send(b"hello")?;
+///         match vconn.recv_timeout(Duration::from_secs(5)) {
+///             Ok(reply) => println!("server 1 says {reply:?}"),
+///             Err(RecvError::Timeout) => println!("no reply within 5 s"),
+///             Err(e) => return Err(e.into()),
+///         }
+///     }
+///     Err(DialError::Refused { remote_id }) => println!("no server {remote_id} at the gateway"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A running exchange between a client and a server through a gateway is
+/// the example of [`Gateway`](crate::Gateway).
 pub struct Client<F: MsgFormat = Raw>(Handle<F>);
 
 /// A backend server's connection to the gateway.
+///
+/// ```no_run
+/// use uniway::endpoint::{EndpointConfig, Server};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // The gateway's server address and key (`-ServerAddr`, `-ServerAuthKey`).
+/// let cfg = EndpointConfig {
+///     server_id: 1,
+///     auth_key: b"secret".to_vec(),
+///     ..EndpointConfig::default()
+/// };
+/// let server = Server::connect("127.0.0.1:4001", cfg)?;
+/// // Echo every message of every vconn clients open, one thread each.
+/// loop {
+///     let vconn = server.accept()?;
+///     std::thread::spawn(move || {
+///         while let Ok(msg) = vconn.recv() {
+///             if vconn.send(&msg).is_err() {
+///                 break;
+///             }
+///         }
+///     });
+/// }
+/// # }
+/// ```
 pub struct Server<F: MsgFormat = Raw>(Handle<F>);
 
 endpoint_api!(Client);

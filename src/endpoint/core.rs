@@ -1,4 +1,4 @@
-//! The endpoint as a state machine with no I/O (PROTOCOL.md §8): bytes from
+//! The endpoint as a state machine with no I/O (`docs/protocol.md` §8): bytes from
 //! the gateway go in ([`Endpoint::receive`]), events come out
 //! ([`Endpoint::poll_event`]), bytes for the gateway wait in
 //! [`Endpoint::output`]; time is passed in.
@@ -174,6 +174,36 @@ enum Phase {
 }
 
 /// One endpoint's protocol state.
+///
+/// Bytes from the gateway go in through [`receive`](Self::receive), bytes
+/// for it come out of [`output`](Self::output), what happened comes out of
+/// [`poll_event`](Self::poll_event), and time comes in through
+/// [`handle_timeout`](Self::handle_timeout); no I/O, no clock.
+///
+/// ```
+/// use std::time::Instant;
+/// use uniway::endpoint::{Endpoint, EndpointConfig, Event, Role};
+/// use uniway::wire::{self, Command};
+///
+/// let mut ep = Endpoint::new(Role::Client, EndpointConfig::default(), Instant::now());
+/// assert_eq!(ep.poll_event(), Some(Event::Ready)); // a client needs no handshake
+///
+/// // Dialing server 1 puts a Dial frame in the output.
+/// let dial = ep.dial(1).unwrap();
+/// assert_eq!(ep.take_output(), Command::Dial { remote_id: 1 }.to_bytes().as_ref());
+///
+/// // The gateway answers Accept(9527, 1): the vconn is open.
+/// let mut from_gateway = Vec::new();
+/// Command::Accept { conn_id: 9527, remote_id: 1 }.encode(&mut from_gateway);
+/// ep.receive(&from_gateway).unwrap();
+/// assert_eq!(ep.poll_event(), Some(Event::Dialed { dial, conn_id: 9527, remote_id: 1 }));
+///
+/// // Messages on it become data frames.
+/// ep.send(9527, b"Hello").unwrap();
+/// let mut frame = Vec::new();
+/// wire::encode_frame(&mut frame, 9527, b"Hello");
+/// assert_eq!(ep.take_output(), frame);
+/// ```
 pub struct Endpoint {
     role: Role,
     cfg: EndpointConfig,

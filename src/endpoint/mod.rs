@@ -1,5 +1,5 @@
 //! Client and server endpoints: what game clients, backend servers, tests
-//! and the load tool use to talk to a gateway (PROTOCOL.md §8).
+//! and the load tool use to talk to a gateway (`docs/protocol.md` §8).
 //!
 //! - [`Endpoint`]: the protocol as a state machine with no I/O;
 //! - [`driver::EndpointDriver`]: many endpoints in a mio loop of the

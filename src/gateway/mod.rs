@@ -60,6 +60,56 @@ struct Listener {
 }
 
 /// A gateway driven by a mio `Poll` the caller owns.
+///
+/// In a loop of your own, route the events of the gateway's tokens to
+/// [`handle_event`](Self::handle_event) and call
+/// [`handle_timeout`](Self::handle_timeout) after each poll
+/// (`examples/embed.rs` is a complete program); or let
+/// [`run`](Self::run) be the loop, as here:
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// use mio::net::TcpListener;
+/// use mio::Poll;
+/// use uniway::endpoint::{Client, EndpointConfig, Server};
+/// use uniway::{Config, Gateway, Side, TokenRange};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let poll = Poll::new()?;
+/// let tokens = TokenRange { start: 0, len: 1 << 20 };
+/// let config = Config { auth_key: b"secret".to_vec(), ..Config::default() };
+/// let mut gw = Gateway::new(config, tokens)?;
+/// gw.listen(poll.registry(), Side::Client, TcpListener::bind("127.0.0.1:0".parse()?)?)?;
+/// gw.listen(poll.registry(), Side::Server, TcpListener::bind("127.0.0.1:0".parse()?)?)?;
+/// let (client_addr, server_addr) = (gw.local_addrs(Side::Client)[0], gw.local_addrs(Side::Server)[0]);
+///
+/// let stop = Arc::new(AtomicBool::new(false));
+/// let flag = stop.clone();
+/// let running = std::thread::spawn(move || {
+///     let mut poll = poll;
+///     gw.run(&mut poll, &flag).map(|()| gw.stats())
+/// });
+///
+/// // A server with ID 1 and a client that dials it.
+/// let server_cfg = EndpointConfig {
+///     server_id: 1,
+///     auth_key: b"secret".to_vec(),
+///     ..EndpointConfig::default()
+/// };
+/// let server = Server::connect(server_addr, server_cfg)?;
+/// let client = Client::connect(client_addr, EndpointConfig::default())?;
+/// let vconn = client.dial(1)?;
+/// vconn.send(b"hello")?;
+/// assert_eq!(server.accept()?.recv()?, b"hello");
+///
+/// stop.store(true, Ordering::Relaxed);
+/// let stats = running.join().expect("gateway thread")?;
+/// assert_eq!(stats.dials, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Gateway {
     core: Core<Tcp>,
     range: TokenRange,

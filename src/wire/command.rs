@@ -1,4 +1,4 @@
-//! Command frames (Conn ID 0) of PROTOCOL.md §3: their types, exact sizes,
+//! Command frames (Conn ID 0) of `docs/protocol.md` §3: their types, exact sizes,
 //! who may send each, decoding with typed errors, and encoding.
 //!
 //! A command message is `Type u8` followed by fixed arguments; every command
@@ -87,7 +87,7 @@ impl CommandType {
         }
     }
 
-    /// The command's name as PROTOCOL.md spells it.
+    /// The command's name as `docs/protocol.md` spells it.
     pub fn name(self) -> &'static str {
         match self {
             CommandType::Dial => "Dial",

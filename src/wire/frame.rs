@@ -1,5 +1,5 @@
 //! Frame layer: the `Length u32 | Conn ID u32 | Message` envelope of
-//! PROTOCOL.md §2.
+//! `docs/protocol.md` §2.
 //!
 //! Decoding is incremental and borrows: the decoder looks at a byte slice and
 //! answers *a complete frame of N bytes*, *need more bytes*, or a typed error.

@@ -1,4 +1,4 @@
-//! The server handshake of PROTOCOL.md §4: an 8-byte random challenge from
+//! The server handshake of `docs/protocol.md` §4: an 8-byte random challenge from
 //! the gateway, answered by `MD5(challenge || key)` and the server's ID.
 //!
 //! Digests are compared in constant time so a server cannot learn the key

@@ -8,7 +8,7 @@ fn hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// PROTOCOL.md §3, "Byte-exact examples".
+/// `docs/protocol.md` §3, the frames byte by byte.
 fn examples() -> Vec<(Command, Vec<u8>)> {
     vec![
         (

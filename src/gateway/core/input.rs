@@ -1,6 +1,6 @@
 //! The core's input side: reading from a connection, taking its bytes apart
 //! (handshake response, frames, large-frame bodies) and applying the rules
-//! of PROTOCOL.md §4–6 to each frame.
+//! of `docs/protocol.md` §4–6 to each frame.
 //!
 //! Frames are stored, then forwarded. A frame that fits the sender's read
 //! buffer is routed from there once whole; a longer one is gathered in the

@@ -1,4 +1,4 @@
-//! The gateway core: every rule of PROTOCOL.md §4–6 as a state machine.
+//! The gateway core: every rule of `docs/protocol.md` §4–6 as a state machine.
 //!
 //! The core owns the physical connections (in a slab), the vconn table, the
 //! client and server ID maps, the buffers and the deadlines. It never opens,

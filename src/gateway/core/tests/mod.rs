@@ -1,5 +1,5 @@
 //! The core on a virtual clock with in-memory connections: every rule of
-//! PROTOCOL.md §4–6, without sockets or sleeps. This file holds the harness
+//! `docs/protocol.md` §4–6, without sockets or sleeps. This file holds the harness
 //! and the protocol rules; `pressure.rs` the flow-control, bad-input,
 //! large-frame and shutdown cases.
 
