@@ -48,6 +48,12 @@ pub fn status_line(s: &Stats) -> String {
     )
 }
 
+/// A listener on `addr`; an error names the address.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
 /// Runs the gateway and the status port in one loop until `stop` is set.
 pub fn run(
     config: Config,
@@ -60,9 +66,9 @@ pub fn run(
     let mut poll = Poll::new()?;
     let mut gateway =
         Gateway::new(config, GATEWAY_TOKENS).map_err(|e| io::Error::other(e.to_string()))?;
-    let client = gateway.listen(poll.registry(), Side::Client, TcpListener::bind(client)?)?;
-    let server = gateway.listen(poll.registry(), Side::Server, TcpListener::bind(server)?)?;
-    let mut status_listener = TcpListener::bind(status)?;
+    let client = gateway.listen(poll.registry(), Side::Client, bind(client)?)?;
+    let server = gateway.listen(poll.registry(), Side::Server, bind(server)?)?;
+    let mut status_listener = bind(status)?;
     let status = status_listener.local_addr()?;
     poll.registry()
         .register(&mut status_listener, STATUS, Interest::READABLE)?;
@@ -116,7 +122,18 @@ fn answer_status(listener: &TcpListener, stats: &Stats) {
 }
 
 #[allow(dead_code)]
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("embed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn start() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let mut addr = |default: &str| -> io::Result<SocketAddr> {
         let a = args.next().unwrap_or_else(|| default.to_string());
