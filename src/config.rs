@@ -23,7 +23,24 @@ pub struct SideConfig {
     pub send_queue_msgs: usize,
     /// Most bytes queued to one connection.
     pub send_queue_bytes: usize,
+    /// Most connections of this side at once (`MaxClients`, `MaxServers`;
+    /// handshaking servers count); past it a new connection is closed at
+    /// once. `None`: unlimited.
+    pub max_conns: Option<usize>,
 }
+
+/// New connections per second from one source, with bursts
+/// (`AcceptRatePerIP`, `AcceptBurstPerIP`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AcceptRate {
+    /// Connections per second, sustained.
+    pub per_sec: f64,
+    /// Connections at once, after a quiet spell.
+    pub burst: u32,
+}
+
+// `validate` requires `per_sec` to be finite, so equality is total.
+impl Eq for AcceptRate {}
 
 /// Everything the gateway needs to know, with the defaults of the `fastway` command (`docs/fastway.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +57,12 @@ pub struct Config {
     pub server: SideConfig,
     /// Buffer pool parameters.
     pub pool: PoolConfig,
+    /// Most clients from one source (an IPv4 address or an IPv6 /64) at
+    /// once (`MaxClientsPerIP`). `None`: unlimited.
+    pub max_clients_per_ip: Option<usize>,
+    /// How fast one source may open connections, per side. `None`:
+    /// unlimited.
+    pub accept_rate_per_ip: Option<AcceptRate>,
 }
 
 impl Default for Config {
@@ -54,6 +77,7 @@ impl Default for Config {
                 idle_timeout: Duration::from_secs(30),
                 send_queue_msgs: 1000,
                 send_queue_bytes: 4 * 1024 * 1024,
+                max_conns: None,
             },
             server: SideConfig {
                 max_vconns: None,
@@ -61,8 +85,11 @@ impl Default for Config {
                 idle_timeout: Duration::from_secs(30),
                 send_queue_msgs: 100_000,
                 send_queue_bytes: 256 * 1024 * 1024,
+                max_conns: None,
             },
             pool: PoolConfig::default(),
+            max_clients_per_ip: None,
+            accept_rate_per_ip: None,
         }
     }
 }
@@ -190,6 +217,26 @@ impl Config {
                     p.max_chunk, p.page_size
                 ),
             ));
+        }
+        for (limit, flag) in [
+            (self.client.max_conns, "MaxClients"),
+            (self.server.max_conns, "MaxServers"),
+            (self.max_clients_per_ip, "MaxClientsPerIP"),
+        ] {
+            if limit == Some(0) {
+                return Err(bad(
+                    flag,
+                    "must be greater than zero (or unset for no limit)",
+                ));
+            }
+        }
+        if let Some(rate) = self.accept_rate_per_ip {
+            if !(rate.per_sec.is_finite() && rate.per_sec > 0.0) {
+                return Err(bad("AcceptRatePerIP", "must be a positive number"));
+            }
+            if rate.burst == 0 {
+                return Err(bad("AcceptBurstPerIP", "must be at least 1"));
+            }
         }
         if self.handshake_timeout.is_zero() {
             return Err(bad("handshake timeout", "must be greater than zero"));

@@ -91,7 +91,7 @@ impl Stepped {
     fn new() -> (Stepped, std::net::SocketAddr, std::net::SocketAddr) {
         let poll = Poll::new().unwrap();
         let mut gw = Gateway::new(test_config(), TokenRange { start: 0, len: 64 }).unwrap();
-        let bind = || uniway::cli::listen::bind("127.0.0.1:0", false).unwrap();
+        let bind = || uniway::listen::bind("127.0.0.1:0", false).unwrap();
         let c = gw.listen(poll.registry(), Side::Client, bind()).unwrap();
         let s = gw.listen(poll.registry(), Side::Server, bind()).unwrap();
         let events = Events::with_capacity(64);

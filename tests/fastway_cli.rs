@@ -20,6 +20,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_fastway");
 const CLI_MD_FLAGS: &[&str] = &[
     "ReusePort",
     "MaxPacket",
+    "MaxClients",
+    "MaxClientsPerIP",
+    "MaxServers",
+    "AcceptRatePerIP",
+    "AcceptBurstPerIP",
     "MemPoolType",
     "MemPoolFactor",
     "MemPoolMaxChunk",

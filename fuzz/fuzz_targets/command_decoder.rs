@@ -1,29 +1,8 @@
-//! Arbitrary bytes as a command message, from either origin: decoding never
-//! panics, and whatever decodes re-encodes to the same message bytes.
+//! Fuzz target; the checks are in `fuzz/checks/command_decoder.rs`, shared with the
+//! corpus replay of `tests/fuzz_corpus.rs`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use uniway::wire::{self, Command, Origin};
+#[path = "../checks/command_decoder.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    let any = Command::decode(data);
-    for origin in [Origin::Endpoint, Origin::Gateway] {
-        match Command::decode_from(origin, data) {
-            Ok(cmd) => {
-                assert_eq!(Ok(cmd), any);
-                assert!(cmd.kind().may_be_sent_by(origin));
-                let bytes = cmd.to_bytes();
-                assert_eq!(&bytes[wire::HEADER_LEN..], data);
-                let frame = wire::decode_frame(&bytes, wire::DEFAULT_MAX_PACKET)
-                    .unwrap()
-                    .complete()
-                    .unwrap();
-                assert!(frame.is_command());
-                assert_eq!(frame.message, data);
-            }
-            Err(e) => {
-                let _ = e.to_string();
-            }
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

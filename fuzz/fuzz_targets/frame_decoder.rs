@@ -1,38 +1,8 @@
-//! Arbitrary bytes into the incremental frame decoder: it never panics,
-//! never claims more bytes than it was given, and re-encoding each decoded
-//! frame gives back exactly the bytes it was decoded from.
+//! Fuzz target; the checks are in `fuzz/checks/frame_decoder.rs`, shared with the
+//! corpus replay of `tests/fuzz_corpus.rs`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use uniway::wire::{self, Status};
+#[path = "../checks/frame_decoder.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    // The first two bytes pick a MaxPacket so small limits are explored too.
-    let (max_packet, mut rest) = match data {
-        [a, b, rest @ ..] => (u32::from(u16::from_le_bytes([*a, *b])), rest),
-        _ => return,
-    };
-    loop {
-        match wire::decode_frame(rest, max_packet) {
-            Ok(Status::Complete(frame)) => {
-                let n = frame.wire_len();
-                assert!(n <= rest.len());
-                assert!(n >= wire::HEADER_LEN);
-                let mut again = Vec::new();
-                wire::encode_frame(&mut again, frame.conn_id, frame.message);
-                assert_eq!(&again[..], &rest[..n]);
-                let header = wire::decode_header(rest, max_packet)
-                    .unwrap()
-                    .complete()
-                    .unwrap();
-                assert_eq!(header.frame_len(), n);
-                rest = &rest[n..];
-            }
-            Ok(Status::Partial) => break,
-            Err(e) => {
-                let _ = e.to_string();
-                break;
-            }
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::value::{parse_bool, parse_count, parse_duration, parse_size};
-use crate::config::Config;
+use crate::config::{AcceptRate, Config};
 
 /// What a flag's value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,11 @@ pub const AUTH_KEY_ENV: &str = "FASTWAY_SERVER_AUTH_KEY";
 pub const FLAGS: &[Flag] = &[
     flag("--ReusePort", Kind::Bool, "false", "bind listeners with SO_REUSEPORT so several gateways can share the client port"),
     flag("--MaxPacket", Kind::Size, "512K", "largest frame Length accepted"),
+    flag("--MaxClients", Kind::Count, "0", "most client connections at once; more are closed at once (0: no limit)"),
+    flag("--MaxClientsPerIP", Kind::Count, "0", "most client connections from one IPv4 address or IPv6 /64 (0: no limit)"),
+    flag("--MaxServers", Kind::Count, "0", "most server connections at once, handshaking ones included (0: no limit)"),
+    flag("--AcceptRatePerIP", Kind::Count, "0", "most new connections per second from one IPv4 address or IPv6 /64, per listener (0: no limit)"),
+    flag("--AcceptBurstPerIP", Kind::Count, "10", "new connections one source may open at once before AcceptRatePerIP applies"),
     flag("--MemPoolType", Kind::Text, "atom", "buffer pool variant: sync, atom or chan (one pool in a single-threaded reactor; all three mean the same)"),
     flag("--MemPoolFactor", Kind::Count, "2", "growth factor between pool chunk size classes"),
     flag("--MemPoolMaxChunk", Kind::Size, "64K", "largest pooled chunk"),
@@ -107,6 +112,8 @@ pub struct Options {
     pub reuse_port: bool,
     /// `MemPoolType`, accepted for compatibility.
     pub pool_type: String,
+    /// `AcceptBurstPerIP`, applied when `AcceptRatePerIP` is set.
+    pub accept_burst: u32,
 }
 
 impl Default for Options {
@@ -117,6 +124,7 @@ impl Default for Options {
             server_addr: ":0".into(),
             reuse_port: false,
             pool_type: "atom".into(),
+            accept_burst: 10,
         }
     }
 }
@@ -232,6 +240,9 @@ pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<
             ))
         })?;
     }
+    if let Some(rate) = &mut opts.config.accept_rate_per_ip {
+        rate.burst = opts.accept_burst;
+    }
     if !key_flag && !from_file {
         if let Some(key) = env_key.filter(|k| !k.is_empty()) {
             let key = key
@@ -289,6 +300,18 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
             _ => return Err("must be sync, atom or chan".into()),
         },
         "MemPoolFactor" => c.pool.factor = count()?,
+        "MaxClients" => c.client.max_conns = unlimited_if_zero(count()?),
+        "MaxServers" => c.server.max_conns = unlimited_if_zero(count()?),
+        "MaxClientsPerIP" => c.max_clients_per_ip = unlimited_if_zero(count()?),
+        "AcceptRatePerIP" => {
+            c.accept_rate_per_ip = unlimited_if_zero(count()?).map(|n| AcceptRate {
+                per_sec: n as f64,
+                burst: o.accept_burst,
+            })
+        }
+        "AcceptBurstPerIP" => {
+            o.accept_burst = u32::try_from(count()?).map_err(|_| "must fit in 32 bits")?
+        }
         "MemPoolMaxChunk" => c.pool.max_chunk = size()?,
         "MemPoolMinChunk" => c.pool.min_chunk = size()?,
         "MemPoolPageSize" => c.pool.page_size = size()?,
@@ -322,6 +345,11 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         other => return Err(format!("flag {other} has no meaning here")),
     }
     Ok(())
+}
+
+/// Go's convention for limits: 0 means none.
+fn unlimited_if_zero(n: usize) -> Option<usize> {
+    (n > 0).then_some(n)
 }
 
 fn nonzero(d: Duration) -> Result<Duration, String> {
@@ -374,9 +402,14 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 27] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 32] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
+        ("MaxClients", "0"),
+        ("MaxClientsPerIP", "0"),
+        ("MaxServers", "0"),
+        ("AcceptRatePerIP", "0"),
+        ("AcceptBurstPerIP", "10"),
         ("MemPoolType", "atom"),
         ("MemPoolFactor", "2"),
         ("MemPoolMaxChunk", "64K"),
@@ -460,6 +493,42 @@ mod tests {
         assert_eq!(c.server.buffer_size, 64 * 1024);
         assert_eq!(c.server.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.server.send_queue_msgs, 100_000);
+        assert_eq!((c.client.max_conns, c.server.max_conns), (None, None));
+        assert_eq!(c.max_clients_per_ip, None);
+        assert_eq!(c.accept_rate_per_ip, None);
+    }
+
+    #[test]
+    fn limits_take_zero_for_none() {
+        let o = run(&[
+            "-MaxClients=1000",
+            "-MaxServers=8",
+            "-MaxClientsPerIP=20",
+            "-AcceptBurstPerIP=3",
+            "-AcceptRatePerIP=5",
+        ])
+        .unwrap();
+        let c = &o.config;
+        assert_eq!(
+            (c.client.max_conns, c.server.max_conns),
+            (Some(1000), Some(8))
+        );
+        assert_eq!(c.max_clients_per_ip, Some(20));
+        assert_eq!(
+            c.accept_rate_per_ip,
+            Some(AcceptRate {
+                per_sec: 5.0,
+                burst: 3
+            })
+        );
+        assert_eq!(
+            run(&["-MaxClients=0"]).unwrap().config.client.max_conns,
+            None
+        );
+        let e = run(&["-AcceptRatePerIP=5", "-AcceptBurstPerIP=0"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("-AcceptBurstPerIP"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! (`k < LISTENER_SLOTS`), and `start + LISTENER_SLOTS + key` for the
 //! connection the core keeps under `key`.
 
+mod admission;
 pub mod core;
 mod loglimit;
 mod stats;
@@ -31,6 +32,7 @@ use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 
+pub use self::admission::{Refusal, Source, MAX_BUCKETS};
 pub use self::core::{ConnInfo, Core};
 pub use self::stats::{CloseReason, ProtocolError, Stats};
 pub use self::vconn::MAX_VCONNS;

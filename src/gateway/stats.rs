@@ -95,6 +95,15 @@ pub struct Stats {
     pub servers_accepted: u64,
     /// Total: servers that passed the handshake.
     pub servers_authenticated: u64,
+    /// Total: connections closed at once because their side was full
+    /// (`MaxClients`, `MaxServers`).
+    pub refused_full: u64,
+    /// Total: client connections closed at once because their source had
+    /// `MaxClientsPerIP` clients already.
+    pub refused_per_ip: u64,
+    /// Total: connections closed at once because their source connected
+    /// faster than `AcceptRatePerIP`.
+    pub refused_rate: u64,
     /// Total: accept errors (e.g. out of descriptors); accepting paused.
     pub accept_errors: u64,
     /// Total: times accepting paused because the token range was full.
@@ -166,6 +175,9 @@ impl Stats {
             ("clients_accepted", self.clients_accepted),
             ("servers_accepted", self.servers_accepted),
             ("servers_authenticated", self.servers_authenticated),
+            ("refused_full", self.refused_full),
+            ("refused_per_ip", self.refused_per_ip),
+            ("refused_rate", self.refused_rate),
             ("accept_errors", self.accept_errors),
             ("accept_full", self.accept_full),
             ("frames_from_clients", self.frames_from_clients),

@@ -45,7 +45,7 @@ impl TestGateway {
         .unwrap();
         // The same listener setup as fastway (a deep backlog), so bursts of
         // connects in tests do not lose SYNs.
-        let bind = || uniway::cli::listen::bind("127.0.0.1:0", false).unwrap();
+        let bind = || uniway::listen::bind("127.0.0.1:0", false).unwrap();
         let client_addr = gw.listen(poll.registry(), Side::Client, bind()).unwrap();
         let server_addr = gw.listen(poll.registry(), Side::Server, bind()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));

@@ -44,6 +44,7 @@ use log::{debug, warn};
 use slab::Slab;
 
 use self::conn::{Conn, State};
+use super::admission::{Admission, Refusal};
 use super::loglimit::LogLimit;
 use super::stats::{CloseReason, Stats};
 use super::vconn::{IdMap, VConnTable};
@@ -98,6 +99,8 @@ pub struct Core<T> {
     now: Option<Instant>,
     /// The rate limit for log lines peers can cause.
     logs: LogLimit,
+    /// Connection limits and the counts they need.
+    admission: Admission,
 }
 
 impl<T: Transport> Core<T> {
@@ -130,6 +133,7 @@ impl<T: Transport> Core<T> {
             draining: false,
             now: None,
             logs: LogLimit::default(),
+            admission: Admission::default(),
         }
     }
 
@@ -165,6 +169,19 @@ impl<T: Transport> Core<T> {
             return Err(io);
         }
         let peer = io.peer_addr();
+        if let Err(refusal) = self.admission.admit(&self.cfg, side, peer.ip(), now) {
+            match refusal {
+                Refusal::Full { .. } => self.stats.refused_full += 1,
+                Refusal::PerSource { .. } => self.stats.refused_per_ip += 1,
+                Refusal::Rate { .. } => self.stats.refused_rate += 1,
+            }
+            if self.may_log() {
+                warn!("{side} {peer}: refused: {refusal}");
+            } else {
+                debug!("{side} {peer}: refused: {refusal}");
+            }
+            return Err(io);
+        }
         let serial = self.next_serial;
         self.next_serial += 1;
         let state = match side {
@@ -180,6 +197,7 @@ impl<T: Transport> Core<T> {
                     if self.may_log() {
                         warn!("server {peer}: no random challenge available ({e}); connection dropped");
                     }
+                    self.admission.released(side, peer.ip());
                     return Err(io);
                 }
             },
@@ -335,12 +353,8 @@ impl<T: Transport> Core<T> {
     /// Counters, with gauges filled in.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.servers = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.side == Side::Server)
-            .count();
-        s.clients = self.conns.len() - s.servers;
+        s.servers = self.admission.live(Side::Server);
+        s.clients = self.admission.live(Side::Client);
         s.vconns = self.vconns.len();
         s.queued_bytes = self.conns.iter().map(|(_, c)| c.out.bytes()).sum();
         let (r, w) = (self.rpool.stats(), self.wpool.stats());
@@ -465,6 +479,7 @@ impl<T: Transport> Core<T> {
             self.queue_command(other, Command::Close { conn_id });
         }
         let mut c = self.conns.remove(key);
+        self.admission.released(side, c.peer.ip());
         if matches!(c.rx, conn::Rx::Stage { .. }) || !c.rbuf.is_empty() {
             self.stats.partial_frames_dropped += 1;
         }
@@ -509,6 +524,15 @@ impl<T: Transport> Core<T> {
 
     /// Checks the core's invariants; for tests and the fuzzer.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for side in [Side::Client, Side::Server] {
+            let n = self.conns.iter().filter(|(_, c)| c.side == side).count();
+            if self.admission.live(side) != n {
+                return Err(format!(
+                    "{side}: {n} connections, {} counted for the limits",
+                    self.admission.live(side)
+                ));
+            }
+        }
         let mut seen = 0usize;
         for (key, c) in self.conns.iter() {
             let ids = self.vconns.ids(&c.vlist, c.side);
