@@ -63,6 +63,11 @@ pub struct Config {
     /// How fast one source may open connections, per side. `None`:
     /// unlimited.
     pub accept_rate_per_ip: Option<AcceptRate>,
+    /// Most bytes that partial frames (frames longer than a read buffer,
+    /// gathered until whole) may hold over all connections
+    /// (`MaxPartialBytes`); past it the peers furthest from finishing are
+    /// cut. `None`: unlimited.
+    pub max_partial_bytes: Option<usize>,
 }
 
 impl Default for Config {
@@ -90,6 +95,7 @@ impl Default for Config {
             pool: PoolConfig::default(),
             max_clients_per_ip: None,
             accept_rate_per_ip: None,
+            max_partial_bytes: Some(64 * 1024 * 1024),
         }
     }
 }
@@ -222,6 +228,7 @@ impl Config {
             (self.client.max_conns, "MaxClients"),
             (self.server.max_conns, "MaxServers"),
             (self.max_clients_per_ip, "MaxClientsPerIP"),
+            (self.max_partial_bytes, "MaxPartialBytes"),
         ] {
             if limit == Some(0) {
                 return Err(bad(

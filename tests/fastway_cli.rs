@@ -25,6 +25,7 @@ const CLI_MD_FLAGS: &[&str] = &[
     "MaxServers",
     "AcceptRatePerIP",
     "AcceptBurstPerIP",
+    "MaxPartialBytes",
     "MemPoolType",
     "MemPoolFactor",
     "MemPoolMaxChunk",

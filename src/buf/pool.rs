@@ -6,7 +6,14 @@
 //! `max_chunk` get a page of their own, freed when the chunk comes back.
 //! Chunks are handles (page, offset, size); their bytes are reached through
 //! the pool, so the whole scheme needs no unsafe code.
+//!
+//! Pages are anonymous memory mappings. [`Pool::trim`], called about once a
+//! second, unmaps the pages that stayed empty since the previous trim
+//! (keeping one spare per size class), so memory a burst took goes back to
+//! the operating system soon after the burst, while a steady load, which
+//! keeps reusing its pages, is not made to map and unmap them.
 
+use memmap2::MmapMut;
 use slab::Slab;
 
 /// Parameters of the buffer pool (`MemPool*` flags).
@@ -55,6 +62,8 @@ const OWN_PAGE: u8 = u8::MAX;
 struct Class {
     size: usize,
     free: Vec<(u32, u32)>,
+    /// Pages of this class with no chunk checked out.
+    empty_pages: u32,
 }
 
 /// Counters of the pool, for `stats()` and `lookup heap`.
@@ -70,12 +79,28 @@ pub struct PoolStats {
     pub bytes_in_use: usize,
 }
 
+/// One page: an anonymous memory mapping, so that dropping it gives its
+/// memory back to the operating system (a heap allocation this large may
+/// stay in the process after it is freed).
+struct Page {
+    mem: MmapMut,
+    /// Chunks of this page checked out.
+    used: u32,
+    /// Its size class (or `OWN_PAGE`).
+    class: u8,
+    /// The trim at which it was last seen empty with the one before it
+    /// (two trims in a row empty: it goes).
+    empty_at: Option<u64>,
+}
+
 /// A pool of chunks in size classes.
 pub struct Pool {
-    pages: Slab<Box<[u8]>>,
+    pages: Slab<Page>,
     classes: Vec<Class>,
     page_size: usize,
     stats: PoolStats,
+    /// Trims so far.
+    trims: u64,
 }
 
 impl Pool {
@@ -87,6 +112,7 @@ impl Pool {
             classes.push(Class {
                 size: size.min(cfg.max_chunk),
                 free: Vec::new(),
+                empty_pages: 0,
             });
             if size >= cfg.max_chunk || classes.len() >= usize::from(OWN_PAGE) - 1 {
                 break;
@@ -98,7 +124,70 @@ impl Pool {
             classes,
             page_size: cfg.page_size.max(cfg.max_chunk),
             stats: PoolStats::default(),
+            trims: 0,
         }
+    }
+
+    /// A new zeroed page of `len` bytes. Out of memory is fatal, as it is
+    /// for any allocation.
+    fn new_page(&mut self, len: usize, class: u8) -> u32 {
+        let mem = match MmapMut::map_anon(len.max(1)) {
+            Ok(m) => m,
+            Err(e) => panic!("cannot map a {len}-byte buffer page: {e}"),
+        };
+        self.stats.pages += 1;
+        self.stats.page_bytes += len;
+        if let Some(c) = self.classes.get_mut(usize::from(class)) {
+            c.empty_pages += 1;
+        }
+        self.pages.insert(Page {
+            mem,
+            used: 0,
+            class,
+            empty_at: None,
+        }) as u32
+    }
+
+    /// Gives back to the operating system the pages that were empty at
+    /// this trim and the one before, keeping one empty page per size class
+    /// for the next burst. Called about once a second, this returns what a
+    /// burst took within two seconds of its end, while a steady load keeps
+    /// its pages. Returns the pages released.
+    pub fn trim(&mut self) -> usize {
+        self.trims += 1;
+        let now = self.trims;
+        let mut spare = vec![false; self.classes.len()];
+        let mut release = Vec::new();
+        for (key, page) in self.pages.iter_mut() {
+            if page.used > 0 || page.class == OWN_PAGE {
+                page.empty_at = None;
+                continue;
+            }
+            let class = usize::from(page.class);
+            // Empty since an earlier trim (taking a chunk clears the mark).
+            let long_empty = page.empty_at.is_some_and(|at| at < now);
+            page.empty_at.get_or_insert(now);
+            if !spare[class] {
+                // The first empty page of each class stays.
+                spare[class] = true;
+                continue;
+            }
+            if long_empty {
+                release.push(key);
+            }
+        }
+        if release.is_empty() {
+            return 0;
+        }
+        for &key in &release {
+            let page = self.pages.remove(key);
+            self.stats.pages -= 1;
+            self.stats.page_bytes -= page.mem.len();
+            let class = &mut self.classes[usize::from(page.class)];
+            class.free.retain(|&(p, _)| p as usize != key);
+            class.empty_pages -= 1;
+        }
+        release.len()
     }
 
     /// The size of the chunk [`get`](Pool::get) returns for `min` bytes.
@@ -118,11 +207,9 @@ impl Pool {
     /// Checks out a chunk of at least `min` bytes.
     pub fn get(&mut self, min: usize) -> Chunk {
         let Some(class) = self.class_for(min) else {
-            let page = self.pages.insert(vec![0u8; min].into_boxed_slice());
-            self.stats.pages += 1;
-            self.stats.page_bytes += min;
+            let page = self.new_page(min, OWN_PAGE);
             return self.checked_out(Chunk {
-                page: page as u32,
+                page,
                 offset: 0,
                 size: min as u32,
                 class: OWN_PAGE,
@@ -131,11 +218,7 @@ impl Pool {
         let size = self.classes[class].size;
         if self.classes[class].free.is_empty() {
             let count = (self.page_size / size).max(1);
-            let page = self
-                .pages
-                .insert(vec![0u8; count * size].into_boxed_slice()) as u32;
-            self.stats.pages += 1;
-            self.stats.page_bytes += count * size;
+            let page = self.new_page(count * size, class as u8);
             let free = &mut self.classes[class].free;
             free.extend((0..count).rev().map(|i| (page, (i * size) as u32)));
         }
@@ -154,7 +237,19 @@ impl Pool {
     fn checked_out(&mut self, c: Chunk) -> Chunk {
         self.stats.chunks_in_use += 1;
         self.stats.bytes_in_use += c.size();
+        let page = &mut self.pages[c.page as usize];
+        if page.used == 0 && page.class != OWN_PAGE {
+            self.classes[usize::from(page.class)].empty_pages -= 1;
+        }
+        page.used += 1;
+        page.empty_at = None;
         c
+    }
+
+    /// Whether [`trim`](Self::trim) has pages to give back now or at the
+    /// next call: some size class has more than its one spare empty page.
+    pub fn wants_trim(&self) -> bool {
+        self.classes.iter().any(|c| c.empty_pages > 1)
     }
 
     /// Gives a chunk back.
@@ -162,10 +257,15 @@ impl Pool {
         self.stats.chunks_in_use -= 1;
         self.stats.bytes_in_use -= c.size();
         if c.class == OWN_PAGE {
-            self.pages.remove(c.page as usize);
+            let page = self.pages.remove(c.page as usize);
             self.stats.pages -= 1;
-            self.stats.page_bytes -= c.size();
+            self.stats.page_bytes -= page.mem.len();
         } else {
+            let page = &mut self.pages[c.page as usize];
+            page.used -= 1;
+            if page.used == 0 {
+                self.classes[usize::from(c.class)].empty_pages += 1;
+            }
             self.classes[usize::from(c.class)]
                 .free
                 .push((c.page, c.offset));
@@ -175,13 +275,13 @@ impl Pool {
     /// The bytes of a chunk.
     pub fn bytes(&self, c: &Chunk) -> &[u8] {
         let start = c.offset as usize;
-        &self.pages[c.page as usize][start..start + c.size()]
+        &self.pages[c.page as usize].mem[start..start + c.size()]
     }
 
     /// The bytes of a chunk, writable.
     pub fn bytes_mut(&mut self, c: &Chunk) -> &mut [u8] {
         let start = c.offset as usize;
-        &mut self.pages[c.page as usize][start..start + c.size()]
+        &mut self.pages[c.page as usize].mem[start..start + c.size()]
     }
 
     /// Current counters.
@@ -225,6 +325,49 @@ mod tests {
         pool.put(c);
         assert_eq!(pool.stats().chunks_in_use, 0);
         assert_eq!(pool.stats().bytes_in_use, 0);
+    }
+
+    #[test]
+    fn pages_empty_for_two_trims_go_back_except_one_spare_per_class() {
+        let cfg = PoolConfig {
+            page_size: 4096,
+            max_chunk: 4096,
+            ..PoolConfig::default()
+        };
+        let mut pool = Pool::new(&cfg);
+        // A burst: 64 chunks of 1 KiB take 16 pages.
+        let burst: Vec<Chunk> = (0..64).map(|_| pool.get(1024)).collect();
+        assert_eq!(pool.stats().pages, 16);
+        assert_eq!(pool.trim(), 0, "nothing is empty");
+        assert!(!pool.wants_trim());
+        // One chunk stays in use; the rest come back.
+        let mut burst = burst.into_iter();
+        let kept = burst.next().unwrap();
+        burst.for_each(|c| pool.put(c));
+        assert!(pool.wants_trim());
+        assert_eq!(pool.trim(), 0, "empty for one trim only: kept");
+        assert_eq!(pool.trim(), 14, "the kept chunk's page and one spare stay");
+        assert_eq!(pool.stats().pages, 2);
+        assert_eq!(pool.stats().page_bytes, 2 * 4096);
+        assert!(!pool.wants_trim(), "one spare is not worth a trim");
+        // The free list lost the released pages: new chunks come from the
+        // two pages left, then from a fresh page.
+        let again: Vec<Chunk> = (0..8).map(|_| pool.get(1024)).collect();
+        assert_eq!(pool.stats().pages, 3);
+        for c in &again {
+            pool.bytes_mut(c).fill(1);
+        }
+        // A page used again between trims is not released.
+        again.into_iter().for_each(|c| pool.put(c));
+        assert_eq!(pool.trim(), 0);
+        let c = pool.get(1024);
+        assert_eq!(pool.trim(), 0, "a page just used again stays");
+        pool.put(c);
+        pool.put(kept);
+        pool.trim();
+        pool.trim();
+        assert_eq!(pool.stats().pages, 1, "one spare for the class");
+        assert_eq!(pool.stats().chunks_in_use, 0);
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--MaxServers", Kind::Count, "0", "most server connections at once, handshaking ones included (0: no limit)"),
     flag("--AcceptRatePerIP", Kind::Count, "0", "most new connections per second from one IPv4 address or IPv6 /64, per listener (0: no limit)"),
     flag("--AcceptBurstPerIP", Kind::Count, "10", "new connections one source may open at once before AcceptRatePerIP applies"),
+    flag("--MaxPartialBytes", Kind::Size, "64M", "most bytes all partly received large frames may hold; past it the peers furthest from finishing are cut (0: no limit)"),
     flag("--MemPoolType", Kind::Text, "atom", "buffer pool variant: sync, atom or chan (one pool in a single-threaded reactor; all three mean the same)"),
     flag("--MemPoolFactor", Kind::Count, "2", "growth factor between pool chunk size classes"),
     flag("--MemPoolMaxChunk", Kind::Size, "64K", "largest pooled chunk"),
@@ -301,6 +302,7 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         },
         "MemPoolFactor" => c.pool.factor = count()?,
         "MaxClients" => c.client.max_conns = unlimited_if_zero(count()?),
+        "MaxPartialBytes" => c.max_partial_bytes = unlimited_if_zero(size()?),
         "MaxServers" => c.server.max_conns = unlimited_if_zero(count()?),
         "MaxClientsPerIP" => c.max_clients_per_ip = unlimited_if_zero(count()?),
         "AcceptRatePerIP" => {
@@ -402,7 +404,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 32] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 33] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -410,6 +412,7 @@ mod tests {
         ("MaxServers", "0"),
         ("AcceptRatePerIP", "0"),
         ("AcceptBurstPerIP", "10"),
+        ("MaxPartialBytes", "64M"),
         ("MemPoolType", "atom"),
         ("MemPoolFactor", "2"),
         ("MemPoolMaxChunk", "64K"),
@@ -496,6 +499,7 @@ mod tests {
         assert_eq!((c.client.max_conns, c.server.max_conns), (None, None));
         assert_eq!(c.max_clients_per_ip, None);
         assert_eq!(c.accept_rate_per_ip, None);
+        assert_eq!(c.max_partial_bytes, Some(64 << 20));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum CloseReason {
     SlowConsumer,
     /// A newer server authenticated with the same server ID.
     Replaced,
+    /// Partial frames held more than `MaxPartialBytes`, and this peer's was
+    /// the furthest from finishing.
+    PartialBudget,
     /// The gateway is shutting down.
     Shutdown,
 }
@@ -42,6 +45,9 @@ impl fmt::Display for CloseReason {
             CloseReason::Replaced => {
                 f.write_str("replaced by a newer server with the same server ID")
             }
+            CloseReason::PartialBudget => f.write_str(
+                "partial frames over MaxPartialBytes; this one was the furthest from finishing",
+            ),
             CloseReason::Shutdown => f.write_str("gateway shutting down"),
         }
     }
@@ -156,6 +162,9 @@ pub struct Stats {
     /// Total: connections that closed with part of a frame received; the
     /// part was dropped (nothing of it had been forwarded).
     pub partial_frames_dropped: u64,
+    /// Total: connections cut because partial frames held more than
+    /// `MaxPartialBytes` and theirs was the furthest from finishing.
+    pub partial_budget_cuts: u64,
     /// Total: connections closed by socket errors or EOF.
     pub peer_closes: u64,
 }
@@ -203,6 +212,7 @@ impl Stats {
             ("servers_replaced", self.servers_replaced),
             ("paused", self.paused),
             ("partial_frames_dropped", self.partial_frames_dropped),
+            ("partial_budget_cuts", self.partial_budget_cuts),
             ("peer_closes", self.peer_closes),
         ]
     }

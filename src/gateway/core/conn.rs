@@ -32,6 +32,10 @@ pub(super) enum Rx {
     /// `stage` and routed once complete (store-and-forward: nothing of it
     /// reaches the destination before its last byte has arrived).
     Stage { header: Header, remaining: u32 },
+    /// The body of a frame too large for the read buffer on a vconn that
+    /// no longer exists: read and dropped as it arrives (nothing is kept),
+    /// then answered with Close.
+    Skip { conn_id: u32, remaining: u32 },
 }
 
 /// Where a connection is in a graceful shutdown of the gateway.

@@ -165,6 +165,9 @@ impl<T: Transport> Core<T> {
                 (Rx::Stage { header, remaining }, _) => {
                     self.take_stage(key, header, remaining, now)
                 }
+                (Rx::Skip { conn_id, remaining }, _) => {
+                    self.take_skip(key, conn_id, remaining, now)
+                }
                 (Rx::Frames, State::Handshake { .. }) => self.take_handshake(key, now),
                 (Rx::Frames, State::Active { .. }) => self.take_frame(key, now),
             };
@@ -396,9 +399,33 @@ impl<T: Transport> Core<T> {
 
     /// Starts gathering a frame longer than the read buffer.
     fn begin_stage(&mut self, key: usize, h: Header) -> Flow {
+        // Only a frame on one of the sender's own vconns is worth keeping:
+        // one on a dead vconn is dropped as it arrives, one on somebody
+        // else's is an offence now rather than after half a megabyte.
+        let side = self.conns[key].side;
+        match self.vconns.ends(h.conn_id) {
+            None => {
+                self.stats.frames_on_dead_vconns += 1;
+                let c = &mut self.conns[key];
+                c.rbuf.consume(&mut self.rpool, HEADER_LEN);
+                c.rx = Rx::Skip {
+                    conn_id: h.conn_id,
+                    remaining: h.message_len() as u32,
+                };
+                return Flow::Progress;
+            }
+            Some(ends) if ends[side.index()] != key => {
+                return self.protocol_error(key, ProtocolError::Spoofed { conn_id: h.conn_id });
+            }
+            Some(_) => {}
+        }
+        if !self.partial_budget_allows(key, h.message_len(), HEADER_LEN) {
+            return Flow::Stop;
+        }
         let chunk = self.cfg.pool.max_chunk;
         let c = &mut self.conns[key];
         c.stage.push(&mut self.wpool, &h.to_bytes(), chunk);
+        self.staged += HEADER_LEN;
         c.rbuf.consume(&mut self.rpool, HEADER_LEN);
         c.rx = Rx::Stage {
             header: h,
@@ -407,18 +434,88 @@ impl<T: Transport> Core<T> {
         Flow::Progress
     }
 
-    /// Gathers a large frame; routes it once complete.
-    fn take_stage(&mut self, key: usize, h: Header, remaining: u32, now: Instant) -> Flow {
-        let chunk = self.cfg.pool.max_chunk;
+    /// Drops the body of a large frame on a dead vconn as it arrives;
+    /// answers Close once it is all there.
+    fn take_skip(&mut self, key: usize, conn_id: u32, remaining: u32, now: Instant) -> Flow {
         let c = &mut self.conns[key];
         let n = c.rbuf.len().min(remaining as usize);
         if n == 0 && remaining > 0 {
             return Flow::NeedMore;
         }
+        c.rbuf.consume(&mut self.rpool, n);
+        let remaining = remaining - n as u32;
+        if remaining > 0 {
+            c.rx = Rx::Skip { conn_id, remaining };
+            return Flow::Progress;
+        }
+        c.rx = Rx::Frames;
+        self.queue_command(key, Command::Close { conn_id });
+        self.frame_done(key, now, true);
+        Flow::Progress
+    }
+
+    /// Whether `key` may keep `more` bytes of its partial frame (with
+    /// `remaining` bytes still to come) within `MaxPartialBytes`. Over the
+    /// budget, the partial frames furthest from finishing are cut first,
+    /// `key`'s own included: the peers that would pin the most memory for
+    /// the longest go, the ones about to finish stay.
+    fn partial_budget_allows(&mut self, key: usize, remaining: usize, more: usize) -> bool {
+        let Some(budget) = self.cfg.max_partial_bytes else {
+            return true;
+        };
+        if self.staged + more <= budget {
+            return true;
+        }
+        let mut held = self.staged;
+        // Frames already cut still count until their connections close
+        // this turn; only what they hold is subtracted.
+        for (_, c) in self.conns.iter() {
+            if c.doomed.is_some() && matches!(c.rx, Rx::Stage { .. }) {
+                held -= c.stage.bytes();
+            }
+        }
+        while held + more > budget {
+            let victim = self
+                .conns
+                .iter()
+                .filter(|(k, c)| *k != key && c.doomed.is_none())
+                .filter_map(|(k, c)| match c.rx {
+                    Rx::Stage { remaining, .. } => Some((remaining as usize, k, c.stage.bytes())),
+                    _ => None,
+                })
+                .max();
+            match victim {
+                Some((theirs, k, bytes)) if theirs > remaining => {
+                    self.stats.partial_budget_cuts += 1;
+                    self.doom(k, CloseReason::PartialBudget);
+                    held -= bytes;
+                }
+                _ => {
+                    self.stats.partial_budget_cuts += 1;
+                    self.doom(key, CloseReason::PartialBudget);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Gathers a large frame; routes it once complete.
+    fn take_stage(&mut self, key: usize, h: Header, remaining: u32, now: Instant) -> Flow {
+        let chunk = self.cfg.pool.max_chunk;
+        let n = self.conns[key].rbuf.len().min(remaining as usize);
+        if n == 0 && remaining > 0 {
+            return Flow::NeedMore;
+        }
+        if n > 0 && !self.partial_budget_allows(key, remaining as usize - n, n) {
+            return Flow::Stop;
+        }
+        let c = &mut self.conns[key];
         if n > 0 {
             c.stage
                 .push(&mut self.wpool, &c.rbuf.data(&self.rpool)[..n], chunk);
             c.rbuf.consume(&mut self.rpool, n);
+            self.staged += n;
         }
         let remaining = remaining - n as u32;
         c.rx = Rx::Stage {
@@ -436,6 +533,7 @@ impl<T: Transport> Core<T> {
                     None => return Flow::Stop,
                 };
                 s.stage.end_message();
+                self.staged -= s.stage.bytes();
                 d.out.append(&mut s.stage);
                 self.mark_dirty(dest);
             }
@@ -445,6 +543,7 @@ impl<T: Transport> Core<T> {
             Route::Dropped => {}
         }
         let c = &mut self.conns[key];
+        self.staged -= c.stage.bytes();
         c.stage.release(&mut self.wpool);
         c.rx = Rx::Frames;
         self.frame_done(key, now, true);

@@ -54,6 +54,10 @@ use crate::side::Side;
 use crate::transport::{Ready, Transport};
 use crate::wire::{Challenge, Command};
 
+/// How often empty buffer pages may be given back (a page goes after two
+/// trims in a row found it empty).
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
 /// A snapshot of one physical connection, for `lookup conns` and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -101,6 +105,10 @@ pub struct Core<T> {
     logs: LogLimit,
     /// Connection limits and the counts they need.
     admission: Admission,
+    /// When the pools may next give empty pages back.
+    next_trim: Option<Instant>,
+    /// Bytes of partial frames being gathered, over all connections.
+    staged: usize,
 }
 
 impl<T: Transport> Core<T> {
@@ -134,6 +142,8 @@ impl<T: Transport> Core<T> {
             now: None,
             logs: LogLimit::default(),
             admission: Admission::default(),
+            next_trim: None,
+            staged: 0,
         }
     }
 
@@ -279,6 +289,36 @@ impl<T: Transport> Core<T> {
         self.fire_deadlines(now);
         self.reap();
         self.logs.roll(now);
+        self.trim_memory(now);
+    }
+
+    /// About once a second while the pools hold more empty pages than
+    /// their spares: gives those that stayed empty since the last trim back
+    /// to the operating system, and shrinks the ID maps after a crowd left.
+    fn trim_memory(&mut self, now: Instant) {
+        if !self.wants_trim() {
+            self.next_trim = None;
+            return;
+        }
+        match self.next_trim {
+            Some(at) if now < at => {}
+            _ => {
+                let released = self.rpool.trim() + self.wpool.trim();
+                for map in [&mut self.clients, &mut self.servers] {
+                    if map.capacity() > 4 * map.len() + 64 {
+                        map.shrink_to(2 * map.len());
+                    }
+                }
+                if released > 0 {
+                    debug!("gave {released} empty buffer pages back to the system");
+                }
+                self.next_trim = Some(now + TRIM_EVERY);
+            }
+        }
+    }
+
+    fn wants_trim(&self) -> bool {
+        self.rpool.wants_trim() || self.wpool.wants_trim()
     }
 
     /// How long until the core needs [`turn`](Self::turn) again: zero when
@@ -288,6 +328,11 @@ impl<T: Transport> Core<T> {
             return Some(Duration::ZERO);
         }
         let next = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        let next = match (next, self.wants_trim()) {
+            (Some(a), true) => Some(a.min(self.next_trim.unwrap_or(now))),
+            (None, true) => Some(self.next_trim.unwrap_or(now)),
+            (a, false) => a,
+        };
         // Lines left out of the log are reported when their window ends.
         let next = match (next, self.logs.report_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -328,6 +373,7 @@ impl<T: Transport> Core<T> {
         for key in keys {
             let c = &mut self.conns[key];
             c.rx = conn::Rx::Frames;
+            self.staged -= c.stage.bytes();
             c.stage.release(&mut self.wpool);
             c.stalled = false;
             self.mark_ready(key);
@@ -480,7 +526,7 @@ impl<T: Transport> Core<T> {
         }
         let mut c = self.conns.remove(key);
         self.admission.released(side, c.peer.ip());
-        if matches!(c.rx, conn::Rx::Stage { .. }) || !c.rbuf.is_empty() {
+        if matches!(c.rx, conn::Rx::Stage { .. } | conn::Rx::Skip { .. }) || !c.rbuf.is_empty() {
             self.stats.partial_frames_dropped += 1;
         }
         if let Some(id) = c.id() {
@@ -494,6 +540,7 @@ impl<T: Transport> Core<T> {
         }
         c.rbuf.release(&mut self.rpool);
         c.out.release(&mut self.wpool);
+        self.staged -= c.stage.bytes();
         c.stage.release(&mut self.wpool);
         for w in c.waiters.drain(..) {
             self.wake(w);
@@ -524,6 +571,13 @@ impl<T: Transport> Core<T> {
 
     /// Checks the core's invariants; for tests and the fuzzer.
     pub fn check_invariants(&self) -> Result<(), String> {
+        let staged: usize = self.conns.iter().map(|(_, c)| c.stage.bytes()).sum();
+        if staged != self.staged {
+            return Err(format!(
+                "partial frames hold {staged} bytes, {} counted",
+                self.staged
+            ));
+        }
         for side in [Side::Client, Side::Server] {
             let n = self.conns.iter().filter(|(_, c)| c.side == side).count();
             if self.admission.live(side) != n {
@@ -624,7 +678,8 @@ fn close_level(side: Side, reason: CloseReason) -> Option<log::Level> {
             CloseReason::Protocol(_)
             | CloseReason::AuthFailed
             | CloseReason::HandshakeTimeout
-            | CloseReason::SlowConsumer,
+            | CloseReason::SlowConsumer
+            | CloseReason::PartialBudget,
         ) => Some(log::Level::Warn),
         // Said when the newer server registered.
         (Side::Server, CloseReason::Replaced) => None,

@@ -4,6 +4,7 @@
 //! large-frame and shutdown cases.
 
 mod edges;
+mod memory;
 mod pressure;
 
 use std::time::{Duration, Instant};
