@@ -1,7 +1,8 @@
 //! Runs the example programs once each, as a newcomer would: `fastway`,
 //! then `echo_server` registered with it, then `client` typing two lines
 //! (each must come back), then `loadgen` for a moment against the same
-//! gateway (it checks every echo itself). `cargo test` builds the
+//! gateway (it checks every echo itself), then `soak` for three seconds.
+//! `cargo test` builds the
 //! examples; this test runs the binaries it built.
 
 use std::io::{BufRead, BufReader, Write};
@@ -179,6 +180,36 @@ fn echo_server_client_and_loadgen_run_against_fastway() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no round_trips in {text}"));
     assert!(trips > 0, "{text}");
+
+    // The soak tool, for a few seconds with churn and a server restart.
+    let mut soak = Command::new(example("soak"));
+    soak.args([
+        "--client",
+        &client_addr,
+        "--server",
+        &server_addr,
+        "--key",
+        "secret",
+        "--clients",
+        "40",
+        "--servers",
+        "2",
+        "--secs",
+        "3",
+        "--restart-every",
+        "1",
+        "--redials",
+        "50",
+        "--reconnects",
+        "10",
+    ]);
+    let out = soak.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("errors=0"),
+        "soak failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The echo server is still there after all that.
     assert!(
