@@ -174,6 +174,31 @@ impl VConnTable {
         }
     }
 
+    /// After a crowd left: halves the table while every live ID keeps a
+    /// place of its own and it stays at most half full.
+    pub fn shrink(&mut self) {
+        loop {
+            let size = self.places.len() / 2;
+            if size < FIRST_SIZE || self.live * 2 > size {
+                return;
+            }
+            let mask = size as u32 - 1;
+            let mut taken = vec![false; size];
+            for v in self.places.iter().filter(|v| v.id != NONE) {
+                let at = (v.id & mask) as usize;
+                if std::mem::replace(&mut taken[at], true) {
+                    return;
+                }
+            }
+            let old = std::mem::replace(&mut self.places, vec![VConn::default(); size]);
+            self.mask = mask;
+            for v in old.into_iter().filter(|v| v.id != NONE) {
+                let at = self.place(v.id);
+                self.places[at] = v;
+            }
+        }
+    }
+
     /// Opens a vconn between a client and a server; returns its conn ID.
     /// The caller checks [`has_room`](Self::has_room) first.
     pub fn insert(
@@ -317,6 +342,27 @@ mod tests {
         }
         let all = t.all().map(|(id, _)| id).collect();
         assert_eq!(sorted(all), sorted(live.iter().map(|v| v.0).collect()));
+        // Most leave; the table shrinks as far as the rest allow, and every
+        // lookup and list still holds.
+        let big = t.places.len();
+        while live.len() > 10 {
+            let (id, c, s) = live.pop().unwrap();
+            t.remove(id, &mut clients[c], &mut servers[s]);
+        }
+        t.shrink();
+        assert!(
+            t.places.len() < big,
+            "{} places kept of {big}",
+            t.places.len()
+        );
+        assert!(t.places.len() >= 2 * t.len());
+        for &(id, c, s) in &live {
+            assert_eq!(t.ends(id), Some([c, 100 + s]));
+        }
+        for (c, list) in clients.iter().enumerate() {
+            let want = live.iter().filter(|v| v.1 == c).map(|v| v.0).collect();
+            assert_eq!(sorted(t.ids(list, Side::Client)), sorted(want));
+        }
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub struct Core<T> {
     next_trim: Option<Instant>,
     /// Bytes of partial frames being gathered, over all connections.
     staged: usize,
+    /// Most connections have closed since the tables were last compacted.
+    crowd_left: bool,
 }
 
 impl<T: Transport> Core<T> {
@@ -144,6 +146,7 @@ impl<T: Transport> Core<T> {
             admission: Admission::default(),
             next_trim: None,
             staged: 0,
+            crowd_left: false,
         }
     }
 
@@ -304,10 +307,8 @@ impl<T: Transport> Core<T> {
             Some(at) if now < at => {}
             _ => {
                 let released = self.rpool.trim() + self.wpool.trim();
-                for map in [&mut self.clients, &mut self.servers] {
-                    if map.capacity() > 4 * map.len() + 64 {
-                        map.shrink_to(2 * map.len());
-                    }
+                if std::mem::take(&mut self.crowd_left) {
+                    self.compact();
                 }
                 if released > 0 {
                     debug!("gave {released} empty buffer pages back to the system");
@@ -318,7 +319,27 @@ impl<T: Transport> Core<T> {
     }
 
     fn wants_trim(&self) -> bool {
-        self.rpool.wants_trim() || self.wpool.wants_trim()
+        self.crowd_left || self.rpool.wants_trim() || self.wpool.wants_trim()
+    }
+
+    /// After a crowd left: gives back what the tables grew to hold it.
+    /// Keys stay valid (they are tokens registered with the poller).
+    fn compact(&mut self) {
+        self.conns.shrink_to_fit();
+        for map in [&mut self.clients, &mut self.servers] {
+            if map.capacity() > 4 * map.len() + 64 {
+                map.shrink_to(2 * map.len());
+            }
+        }
+        let conns = &self.conns;
+        self.deadlines.retain(|Reverse((_, key, serial))| {
+            conns.get(*key).is_some_and(|c| c.serial == *serial)
+        });
+        self.deadlines.shrink_to(2 * self.deadlines.len());
+        self.vconns.shrink();
+        for list in [&mut self.ready, &mut self.dirty, &mut self.doomed] {
+            list.shrink_to(2 * list.len());
+        }
     }
 
     /// How long until the core needs [`turn`](Self::turn) again: zero when
@@ -526,6 +547,9 @@ impl<T: Transport> Core<T> {
         }
         let mut c = self.conns.remove(key);
         self.admission.released(side, c.peer.ip());
+        if self.conns.capacity() > 256 && self.conns.len() * 4 < self.conns.capacity() {
+            self.crowd_left = true;
+        }
         if matches!(c.rx, conn::Rx::Stage { .. } | conn::Rx::Skip { .. }) || !c.rbuf.is_empty() {
             self.stats.partial_frames_dropped += 1;
         }

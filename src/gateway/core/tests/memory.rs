@@ -152,3 +152,31 @@ fn buffer_pages_go_back_after_a_burst() {
         "no more trims wanted"
     );
 }
+
+#[test]
+fn tables_shrink_after_a_crowd_leaves() {
+    let mut h = Harness::new();
+    let (_stay, _) = h.client();
+    let crowd: Vec<Peer> = (0..900).map(|_| h.accept(Side::Client)).collect();
+    h.turn();
+    assert!(h.core.conns.capacity() >= 901);
+    for p in &crowd {
+        p.hang_up();
+    }
+    h.turn();
+    for _ in 0..3 {
+        h.advance(Duration::from_millis(1100));
+    }
+    let kept = h.core.conns.capacity();
+    assert!(kept < 100, "{kept} slots kept for 1 connection");
+    assert!(
+        h.core.deadlines.len() <= 2,
+        "{} deadlines kept",
+        h.core.deadlines.len()
+    );
+    assert!(
+        h.core.clients.capacity() < 100,
+        "{}",
+        h.core.clients.capacity()
+    );
+}
