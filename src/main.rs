@@ -204,7 +204,15 @@ fn run(opts: Options) -> Result<(), String> {
                     );
                 }
                 gw.close_all(poll.registry());
-                info!("fastway stopped");
+                let st = gw.stats();
+                info!(
+                    "fastway stopped: forwarded {} frames from clients and {} from servers; \
+                     wrote {} bytes to clients and {} to servers",
+                    st.frames_from_clients,
+                    st.frames_from_servers,
+                    st.bytes_to_clients,
+                    st.bytes_to_servers
+                );
                 return Ok(());
             }
         }

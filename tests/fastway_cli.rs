@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, ExitStatus, Stdio};
@@ -546,6 +546,87 @@ fn sigterm_drain_delivers_everything_to_a_slow_client_that_keeps_talking() {
     drop(client);
     drop(server);
     assert!(fw.wait_exit().success());
+}
+
+#[test]
+fn sigterm_under_full_load_delivers_every_frame_the_gateway_took() {
+    let mut fw = Fastway::start(&loopback());
+    let mut server = RawPeer::server(fw.server, 1, b"");
+    const CLIENTS: usize = 40;
+    let mut vconns = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = RawPeer::client(fw.client);
+        let v = c.dial(1);
+        assert_eq!(server.expect_connect().0, v);
+        vconns.push(v);
+        // Each client reads until the gateway ends its stream, checking
+        // that its frames are numbered 0, 1, 2, ... with intact bytes.
+        readers.push(std::thread::spawn(move || {
+            let mut next = 0u32;
+            loop {
+                match c.recv_or_end() {
+                    None => return next,
+                    Some(Got::Data(id, m)) => {
+                        assert_eq!(id, v);
+                        let seq = u32::from_le_bytes(m[..4].try_into().unwrap());
+                        assert_eq!(seq, next, "vconn {v}: a frame lost or reordered");
+                        assert!(
+                            m[4..].iter().all(|&b| b == seq as u8),
+                            "vconn {v}: corrupted"
+                        );
+                        next += 1;
+                    }
+                    Some(Got::Cmd(Command::Close { conn_id })) => assert_eq!(conn_id, v),
+                    Some(other) => panic!("vconn {v}: unexpected {other:?}"),
+                }
+            }
+        }));
+    }
+    // The server streams to every client as fast as the gateway takes it,
+    // until the shutdown has begun.
+    let mut stream = server.stream.try_clone().unwrap();
+    drop(server);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut seq = 0u32;
+        while !stopped.load(Ordering::Relaxed) {
+            let mut batch = Vec::new();
+            for &v in &vconns {
+                let mut msg = vec![seq as u8; 1000];
+                msg[..4].copy_from_slice(&seq.to_le_bytes());
+                wire::encode_frame(&mut batch, v, &msg);
+            }
+            if stream.write_all(&batch).is_err() {
+                break;
+            }
+            seq += 1;
+        }
+        seq
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    fw.signal("-TERM");
+    fw.wait_log("shutting down");
+    stop.store(true, Ordering::Relaxed);
+    let line = fw.wait_log("fastway stopped:");
+    assert!(fw.wait_exit().success());
+    let sent_rounds = writer.join().unwrap();
+    let received: u64 = readers
+        .into_iter()
+        .map(|r| u64::from(r.join().unwrap()))
+        .sum();
+    let taken: u64 = line
+        .split("and ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no server frame count in {line:?}"));
+    assert!(received > 0 && sent_rounds > 0);
+    assert_eq!(
+        received, taken,
+        "frames the gateway took from the server vs frames clients got"
+    );
 }
 
 #[test]

@@ -165,6 +165,32 @@ impl RawPeer {
         }
     }
 
+    /// The next frame, or `None` once the gateway ended the stream
+    /// cleanly (a reset is a failure: it may have destroyed data).
+    pub fn recv_or_end(&mut self) -> Option<Got> {
+        loop {
+            if let Ok(Status::Complete(f)) = wire::decode_frame(&self.buf, u32::MAX) {
+                let got = if f.is_command() {
+                    Got::Cmd(Command::decode(f.message).expect("bad command from gateway"))
+                } else {
+                    Got::Data(f.conn_id, f.message.to_vec())
+                };
+                let n = f.wire_len();
+                self.buf.drain(..n);
+                return Some(got);
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    assert!(self.buf.is_empty(), "stream ended inside a frame");
+                    return None;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("no clean end within {DEADLINE:?}: {e}"),
+            }
+        }
+    }
+
     pub fn recv_cmd(&mut self) -> Command {
         match self.recv() {
             Got::Cmd(c) => c,
