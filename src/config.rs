@@ -27,6 +27,12 @@ pub struct SideConfig {
     /// handshaking servers count); past it a new connection is closed at
     /// once. `None`: unlimited.
     pub max_conns: Option<usize>,
+    /// Connections of this side come through a load balancer and start
+    /// with a PROXY protocol header, v1 or v2 (`ClientProxyProtocol`,
+    /// `ServerProxyProtocol`): the address in it is the peer's, for logs,
+    /// `lookup conns` and the per-source limits. A connection without a
+    /// valid header within the handshake timeout is closed.
+    pub proxy_protocol: bool,
 }
 
 /// New connections per second from one source, with bursts
@@ -83,6 +89,7 @@ impl Default for Config {
                 send_queue_msgs: 1000,
                 send_queue_bytes: 4 * 1024 * 1024,
                 max_conns: None,
+                proxy_protocol: false,
             },
             server: SideConfig {
                 max_vconns: None,
@@ -91,6 +98,7 @@ impl Default for Config {
                 send_queue_msgs: 100_000,
                 send_queue_bytes: 256 * 1024 * 1024,
                 max_conns: None,
+                proxy_protocol: false,
             },
             pool: PoolConfig::default(),
             max_clients_per_ip: None,

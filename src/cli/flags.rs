@@ -77,6 +77,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--MemPoolMinChunk", Kind::Size, "64", "smallest pooled chunk"),
     flag("--MemPoolPageSize", Kind::Size, "1M", "size of each pool page from which chunks are cut"),
     flag("--ClientAddr", Kind::Text, ":0", "address clients connect to"),
+    flag("--ClientProxyProtocol", Kind::Bool, "false", "clients come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
     flag("--ClientMaxConn", Kind::Count, "16", "most vconns one client may have"),
     flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
     flag("--ClientIdleTimeout", Kind::Duration, "30s", "close a client silent for this long; clients must ping sooner"),
@@ -87,6 +88,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--ClientSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for clients"),
     flag("--ClientSnetWaitTimeout", Kind::Duration, "60s", "how long a broken client snet link waits for a reconnect"),
     flag("--ServerAddr", Kind::Text, ":0", "address servers connect to"),
+    flag("--ServerProxyProtocol", Kind::Bool, "false", "servers come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
     flag("--ServerAuthKey", Kind::Text, "", "shared key servers prove in the handshake (alias: ServerAuthPassword)"),
     flag("--ServerAuthPassword", Kind::Text, "", "alias of ServerAuthKey"),
     flag("--ServerAuthKeyFile", Kind::Text, "", "read ServerAuthKey from this file (one line; keeps the key out of ps); the FASTWAY_SERVER_AUTH_KEY environment variable is read when neither is given"),
@@ -318,6 +320,8 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         "MemPoolMinChunk" => c.pool.min_chunk = size()?,
         "MemPoolPageSize" => c.pool.page_size = size()?,
         "ClientAddr" => o.client_addr = v.to_string(),
+        "ClientProxyProtocol" => c.client.proxy_protocol = parse_bool(v)?,
+        "ServerProxyProtocol" => c.server.proxy_protocol = parse_bool(v)?,
         "ServerAddr" => o.server_addr = v.to_string(),
         "ClientMaxConn" => {
             c.client.max_vconns =
@@ -404,7 +408,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 33] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 35] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -419,6 +423,7 @@ mod tests {
         ("MemPoolMinChunk", "64"),
         ("MemPoolPageSize", "1M"),
         ("ClientAddr", ":0"),
+        ("ClientProxyProtocol", "false"),
         ("ClientMaxConn", "16"),
         ("ClientBufferSize", "2K"),
         ("ClientIdleTimeout", "30s"),
@@ -429,6 +434,7 @@ mod tests {
         ("ClientSnetInitTimeout", "10s"),
         ("ClientSnetWaitTimeout", "60s"),
         ("ServerAddr", ":0"),
+        ("ServerProxyProtocol", "false"),
         ("ServerAuthKey", ""),
         ("ServerBufferSize", "64K"),
         ("ServerIdleTimeout", "30s"),

@@ -136,12 +136,34 @@ impl Admission {
         ip: IpAddr,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let source = Source::of(ip);
+        self.admit_side(cfg, side)?;
+        self.admit_source(cfg, side, ip, now).inspect_err(|_| {
+            self.live[side.index()] -= 1;
+        })
+    }
+
+    /// The per-side limit alone, for a connection whose source is not known
+    /// yet (behind a load balancer, before its PROXY header).
+    pub fn admit_side(&mut self, cfg: &Config, side: Side) -> Result<(), Refusal> {
         if let Some(limit) = cfg.side(side).max_conns {
             if self.live[side.index()] >= limit {
                 return Err(Refusal::Full { side, limit });
             }
         }
+        self.live[side.index()] += 1;
+        Ok(())
+    }
+
+    /// The per-source limits, once the source is known; its side was
+    /// admitted already.
+    pub fn admit_source(
+        &mut self,
+        cfg: &Config,
+        side: Side,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let source = Source::of(ip);
         if side == Side::Client {
             if let Some(limit) = cfg.max_clients_per_ip {
                 if self.clients_per_source.get(&source).copied().unwrap_or(0) >= limit {
@@ -179,16 +201,24 @@ impl Admission {
                 None => {}
             }
         }
-        self.live[side.index()] += 1;
         if side == Side::Client {
             *self.clients_per_source.entry(source).or_insert(0) += 1;
         }
         Ok(())
     }
 
-    /// A connection admitted from `ip` on `side` is gone.
-    pub fn released(&mut self, side: Side, ip: IpAddr) {
+    /// A connection admitted from `ip` on `side` is gone; `source` says
+    /// whether its source had been admitted too.
+    pub fn released(&mut self, side: Side, ip: IpAddr, source: bool) {
         self.live[side.index()] = self.live[side.index()].saturating_sub(1);
+        if source {
+            self.forget_source(side, ip);
+        }
+    }
+
+    /// Gives back a source admitted by [`admit_source`](Self::admit_source)
+    /// for a connection that will close as if it never was.
+    pub fn forget_source(&mut self, side: Side, ip: IpAddr) {
         if side == Side::Client {
             let source = Source::of(ip);
             if let Some(n) = self.clients_per_source.get_mut(&source) {
@@ -268,7 +298,7 @@ mod tests {
         );
         // Servers are counted on their own.
         assert!(a.admit(&c, Side::Server, x, now).is_ok());
-        a.released(Side::Client, x);
+        a.released(Side::Client, x, true);
         assert!(a.admit(&c, Side::Client, ip("10.0.0.3"), now).is_ok());
         assert_eq!(a.live(Side::Client), 2);
     }
@@ -290,9 +320,9 @@ mod tests {
         // Servers from the same address are not clients.
         assert!(a.admit(&c, Side::Server, x, now).is_ok());
         for _ in 0..2 {
-            a.released(Side::Client, x);
+            a.released(Side::Client, x, true);
         }
-        a.released(Side::Client, ip("10.0.0.2"));
+        a.released(Side::Client, ip("10.0.0.2"), true);
         assert_eq!(
             a.tracked().0,
             0,

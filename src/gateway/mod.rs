@@ -14,6 +14,7 @@
 mod admission;
 pub mod core;
 mod loglimit;
+pub mod proxy;
 mod stats;
 mod vconn;
 

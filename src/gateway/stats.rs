@@ -19,6 +19,8 @@ pub enum CloseReason {
     AuthFailed,
     /// A server did not answer the challenge in time.
     HandshakeTimeout,
+    /// A connection expected to start with a PROXY header sent none in time.
+    ProxyTimeout,
     /// The peer sent no complete frame for its side's idle timeout.
     IdleTimeout,
     /// The peer did not read its traffic fast enough: its queue passed its cap.
@@ -28,6 +30,8 @@ pub enum CloseReason {
     /// Partial frames held more than `MaxPartialBytes`, and this peer's was
     /// the furthest from finishing.
     PartialBudget,
+    /// A connection limit refused it (once its real source was known).
+    Refused,
     /// The gateway is shutting down.
     Shutdown,
 }
@@ -40,6 +44,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Protocol(e) => write!(f, "protocol error: {e}"),
             CloseReason::AuthFailed => f.write_str("handshake digest does not match the key"),
             CloseReason::HandshakeTimeout => f.write_str("no handshake response in time"),
+            CloseReason::ProxyTimeout => f.write_str("no PROXY header in time"),
             CloseReason::IdleTimeout => f.write_str("idle for longer than the idle timeout"),
             CloseReason::SlowConsumer => f.write_str("slow consumer: send queue passed its cap"),
             CloseReason::Replaced => {
@@ -48,6 +53,7 @@ impl fmt::Display for CloseReason {
             CloseReason::PartialBudget => f.write_str(
                 "partial frames over MaxPartialBytes; this one was the furthest from finishing",
             ),
+            CloseReason::Refused => f.write_str("refused by a connection limit"),
             CloseReason::Shutdown => f.write_str("gateway shutting down"),
         }
     }
@@ -65,6 +71,31 @@ pub enum ProtocolError {
         /// The vconn it tried to write into.
         conn_id: u32,
     },
+    /// A connection that should start with a PROXY header did not.
+    Proxy(ProxyError),
+}
+
+/// What was wrong with a PROXY protocol header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The bytes are not a PROXY header (v1 or v2), or a malformed one.
+    Malformed,
+    /// A header longer than the connection's read buffer.
+    TooLong {
+        /// The read buffer size.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::Malformed => f.write_str("not a valid PROXY header (v1 or v2)"),
+            ProxyError::TooLong { limit } => {
+                write!(f, "PROXY header longer than the {limit}-byte read buffer")
+            }
+        }
+    }
 }
 
 impl fmt::Display for ProtocolError {
@@ -76,6 +107,7 @@ impl fmt::Display for ProtocolError {
                 f,
                 "data frame on vconn {conn_id}, which belongs to other connections"
             ),
+            ProtocolError::Proxy(e) => e.fmt(f),
         }
     }
 }
@@ -150,6 +182,10 @@ pub struct Stats {
     pub auth_failures: u64,
     /// Total: servers that did not answer the challenge in time.
     pub handshake_timeouts: u64,
+    /// Total: PROXY headers taken (the connection's real address learned).
+    pub proxy_headers: u64,
+    /// Total: connections closed for a bad or missing PROXY header.
+    pub bad_proxy_headers: u64,
     /// Total: connections closed for idleness.
     pub idle_timeouts: u64,
     /// Total: connections closed as slow consumers.
@@ -207,6 +243,8 @@ impl Stats {
             ("spoofs", self.spoofs),
             ("auth_failures", self.auth_failures),
             ("handshake_timeouts", self.handshake_timeouts),
+            ("proxy_headers", self.proxy_headers),
+            ("bad_proxy_headers", self.bad_proxy_headers),
             ("idle_timeouts", self.idle_timeouts),
             ("slow_consumers", self.slow_consumers),
             ("servers_replaced", self.servers_replaced),

@@ -14,6 +14,10 @@ use crate::wire::{Challenge, Header};
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
+    /// A connection behind a load balancer whose PROXY header has not
+    /// arrived yet: who it really is is not known, so it has no ID, and
+    /// its source has not been counted against the per-source limits.
+    Proxy { deadline: Instant },
     /// A server that has not yet answered its challenge.
     Handshake {
         challenge: Challenge,
@@ -117,14 +121,14 @@ impl<T> Conn<T> {
     pub fn id(&self) -> Option<u32> {
         match self.state {
             State::Active { id } => Some(id),
-            State::Handshake { .. } => None,
+            State::Handshake { .. } | State::Proxy { .. } => None,
         }
     }
 
     /// When this connection times out if nothing more happens.
     pub fn deadline(&self, idle_timeout: Duration) -> Instant {
         match self.state {
-            State::Handshake { deadline, .. } => deadline,
+            State::Handshake { deadline, .. } | State::Proxy { deadline } => deadline,
             State::Active { .. } => self.last_active + idle_timeout,
         }
     }

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use super::conn::{Rx, State};
 use super::Core;
-use crate::gateway::stats::{CloseReason, ProtocolError};
+use crate::gateway::proxy;
+use crate::gateway::stats::{CloseReason, ProtocolError, ProxyError};
 use crate::side::Side;
 use crate::transport::{IoStatus, Ready, Transport};
 use crate::wire::{
@@ -168,6 +169,7 @@ impl<T: Transport> Core<T> {
                 (Rx::Skip { conn_id, remaining }, _) => {
                     self.take_skip(key, conn_id, remaining, now)
                 }
+                (Rx::Frames, State::Proxy { .. }) => self.take_proxy(key, now),
                 (Rx::Frames, State::Handshake { .. }) => self.take_handshake(key, now),
                 (Rx::Frames, State::Active { .. }) => self.take_frame(key, now),
             };
@@ -176,6 +178,60 @@ impl<T: Transport> Core<T> {
                 other => return other,
             }
         }
+    }
+
+    /// The PROXY header of a connection behind a load balancer: once whole,
+    /// the peer is the address in it (kept as is for a v2 LOCAL header or
+    /// an UNKNOWN/unspecified address: a balancer's own health check), the
+    /// per-source limits apply to it, and the connection starts as any
+    /// other would. What follows the header stays in the buffer.
+    fn take_proxy(&mut self, key: usize, now: Instant) -> Flow {
+        let c = &self.conns[key];
+        let data = c.rbuf.data(&self.rpool);
+        let (len, source) = match proxy::parse(data) {
+            proxy::Parsed::Incomplete => {
+                let limit = self.cfg.side(c.side).buffer_size;
+                if data.len() >= limit {
+                    self.stats.bad_proxy_headers += 1;
+                    return self
+                        .protocol_error(key, ProtocolError::Proxy(ProxyError::TooLong { limit }));
+                }
+                return Flow::NeedMore;
+            }
+            proxy::Parsed::Invalid(why) => {
+                log::debug!("{}: bad PROXY header: {why}", c.describe());
+                self.stats.bad_proxy_headers += 1;
+                return self.protocol_error(key, ProtocolError::Proxy(ProxyError::Malformed));
+            }
+            proxy::Parsed::Header { len, source } => (len, source),
+        };
+        self.stats.proxy_headers += 1;
+        let (side, via) = (c.side, c.peer);
+        let c = &mut self.conns[key];
+        c.rbuf.consume(&mut self.rpool, len);
+        if let Some(source) = source {
+            c.peer = source;
+        }
+        let peer = c.peer;
+        log::debug!("{side} {peer}: PROXY header from {via}");
+        if let Err(refusal) = self.admission.admit_source(&self.cfg, side, peer.ip(), now) {
+            self.refused(side, peer, refusal);
+            // Counted on its side only, as a connection still in the PROXY
+            // stage is when it closes.
+            self.doom(key, CloseReason::Refused);
+            return Flow::Stop;
+        }
+        let Some(state) = self.first_state(side, peer, now) else {
+            // Still in the PROXY stage when it closes: counted on its side
+            // only, so its source is given back here.
+            self.admission.forget_source(side, peer.ip());
+            self.doom(key, CloseReason::Refused);
+            return Flow::Stop;
+        };
+        self.enter(key, state);
+        self.conns[key].last_active = now;
+        self.schedule(key);
+        Flow::Progress
     }
 
     fn take_handshake(&mut self, key: usize, now: Instant) -> Flow {
@@ -220,6 +276,8 @@ impl<T: Transport> Core<T> {
             ProtocolError::Frame(_) => self.stats.bad_frames += 1,
             ProtocolError::Command(_) => self.stats.bad_commands += 1,
             ProtocolError::Spoofed { .. } => self.stats.spoofs += 1,
+            // Counted where the header was judged.
+            ProtocolError::Proxy(_) => {}
         }
         self.doom(key, CloseReason::Protocol(e));
         Flow::Stop

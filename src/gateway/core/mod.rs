@@ -182,57 +182,94 @@ impl<T: Transport> Core<T> {
             return Err(io);
         }
         let peer = io.peer_addr();
-        if let Err(refusal) = self.admission.admit(&self.cfg, side, peer.ip(), now) {
-            match refusal {
-                Refusal::Full { .. } => self.stats.refused_full += 1,
-                Refusal::PerSource { .. } => self.stats.refused_per_ip += 1,
-                Refusal::Rate { .. } => self.stats.refused_rate += 1,
-            }
-            if self.may_log() {
-                warn!("{side} {peer}: refused: {refusal}");
-            } else {
-                debug!("{side} {peer}: refused: {refusal}");
-            }
+        let behind_proxy = self.cfg.side(side).proxy_protocol;
+        let admitted = if behind_proxy {
+            // Its source is the one in the PROXY header, not the balancer.
+            self.admission.admit_side(&self.cfg, side)
+        } else {
+            self.admission.admit(&self.cfg, side, peer.ip(), now)
+        };
+        if let Err(refusal) = admitted {
+            self.refused(side, peer, refusal);
             return Err(io);
         }
         let serial = self.next_serial;
         self.next_serial += 1;
-        let state = match side {
-            Side::Client => State::Active {
-                id: self.allocate_client_id(),
-            },
-            Side::Server => match Challenge::random() {
-                Ok(challenge) => State::Handshake {
-                    challenge,
-                    deadline: now + self.cfg.handshake_timeout,
-                },
-                Err(e) => {
-                    if self.may_log() {
-                        warn!("server {peer}: no random challenge available ({e}); connection dropped");
-                    }
-                    self.admission.released(side, peer.ip());
+        let state = if behind_proxy {
+            State::Proxy {
+                deadline: now + self.cfg.handshake_timeout,
+            }
+        } else {
+            match self.first_state(side, peer, now) {
+                Some(state) => state,
+                None => {
+                    self.admission.released(side, peer.ip(), true);
                     return Err(io);
                 }
-            },
+            }
         };
         let key = self
             .conns
             .insert(Conn::new(side, io, peer, serial, state, now));
-        match (side, state) {
-            (Side::Client, State::Active { id }) => {
+        self.enter(key, state);
+        self.schedule(key);
+        self.mark_ready(key);
+        debug!("{} connected", self.conns[key].describe());
+        Ok(key)
+    }
+
+    /// Counts and logs a connection refused by a limit.
+    fn refused(&mut self, side: Side, peer: SocketAddr, refusal: Refusal) {
+        match refusal {
+            Refusal::Full { .. } => self.stats.refused_full += 1,
+            Refusal::PerSource { .. } => self.stats.refused_per_ip += 1,
+            Refusal::Rate { .. } => self.stats.refused_rate += 1,
+        }
+        if self.may_log() {
+            warn!("{side} {peer}: refused: {refusal}");
+        } else {
+            debug!("{side} {peer}: refused: {refusal}");
+        }
+    }
+
+    /// The state a connection starts in once its peer is known: a client
+    /// gets its ID, a server its challenge. `None` if no challenge can be
+    /// made (no randomness available).
+    fn first_state(&mut self, side: Side, peer: SocketAddr, now: Instant) -> Option<State> {
+        match side {
+            Side::Client => Some(State::Active {
+                id: self.allocate_client_id(),
+            }),
+            Side::Server => match Challenge::random() {
+                Ok(challenge) => Some(State::Handshake {
+                    challenge,
+                    deadline: now + self.cfg.handshake_timeout,
+                }),
+                Err(e) => {
+                    if self.may_log() {
+                        warn!("server {peer}: no random challenge available ({e}); connection dropped");
+                    }
+                    None
+                }
+            },
+        }
+    }
+
+    /// Puts connection `key` in `state`: a client is registered under its
+    /// ID, a server is sent its challenge.
+    fn enter(&mut self, key: usize, state: State) {
+        self.conns[key].state = state;
+        match state {
+            State::Active { id } if self.conns[key].side == Side::Client => {
                 self.clients.insert(id, key);
                 self.stats.clients_accepted += 1;
             }
-            (_, State::Handshake { challenge, .. }) => {
+            State::Handshake { challenge, .. } => {
                 self.stats.servers_accepted += 1;
                 self.queue_raw(key, &challenge.0);
             }
             _ => {}
         }
-        self.schedule(key);
-        self.mark_ready(key);
-        debug!("{} connected", self.conns[key].describe());
-        Ok(key)
     }
 
     fn allocate_client_id(&mut self) -> u32 {
@@ -479,6 +516,10 @@ impl<T: Transport> Core<T> {
                     self.stats.handshake_timeouts += 1;
                     CloseReason::HandshakeTimeout
                 }
+                State::Proxy { .. } => {
+                    self.stats.bad_proxy_headers += 1;
+                    CloseReason::ProxyTimeout
+                }
                 State::Active { .. } => {
                     self.stats.idle_timeouts += 1;
                     CloseReason::IdleTimeout
@@ -546,7 +587,8 @@ impl<T: Transport> Core<T> {
             self.queue_command(other, Command::Close { conn_id });
         }
         let mut c = self.conns.remove(key);
-        self.admission.released(side, c.peer.ip());
+        let source_counted = !matches!(c.state, State::Proxy { .. });
+        self.admission.released(side, c.peer.ip(), source_counted);
         if self.conns.capacity() > 256 && self.conns.len() * 4 < self.conns.capacity() {
             self.crowd_left = true;
         }
@@ -702,6 +744,7 @@ fn close_level(side: Side, reason: CloseReason) -> Option<log::Level> {
             CloseReason::Protocol(_)
             | CloseReason::AuthFailed
             | CloseReason::HandshakeTimeout
+            | CloseReason::ProxyTimeout
             | CloseReason::SlowConsumer
             | CloseReason::PartialBudget,
         ) => Some(log::Level::Warn),
