@@ -17,6 +17,7 @@
 //!   command;
 //! - [`endpoint`]: client and server endpoints (a sans-IO core, a mio
 //!   driver for many endpoints, and a blocking API);
+//! - `tls` (with the default `tls` feature): TLS settings for listeners;
 //! - [`listen`]: listening sockets opened the way the Go gateway opens
 //!   them (Go-style addresses, deep backlog, optional `SO_REUSEPORT`);
 //! - `cli` (with the default `cli` feature): the `fastway` command's flags
@@ -39,6 +40,8 @@ pub mod listen;
 #[doc = include_str!("../docs/protocol.md")]
 pub mod protocol {}
 pub mod side;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod tokens;
 pub mod transport;
 pub mod wire;

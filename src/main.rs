@@ -4,7 +4,7 @@
 //! tells systemd it is ready (when started as a `Type=notify` service), and
 //! runs the gateway in one mio loop together with the signals:
 //! SIGTERM/SIGINT drain and exit, SIGUSR1 runs the command in
-//! `fastway.cmd`, SIGHUP is logged and ignored.
+//! `fastway.cmd`, SIGHUP reads the TLS certificates again.
 
 mod profiler;
 
@@ -20,6 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use uniway::cli::command::{self, OpCommand};
 use uniway::cli::{self, listen, Options, Parsed};
+use uniway::tls::{server_config, TlsFiles};
 use uniway::{Gateway, Side, TokenRange};
 
 const SIGNALS: Token = Token(0);
@@ -121,12 +122,25 @@ fn run(opts: Options) -> Result<(), String> {
         .map_err(|e| format!("ClientAddr {}: {e}", opts.client_addr))?;
     let server = listen::bind(&opts.server_addr, opts.reuse_port)
         .map_err(|e| format!("ServerAddr {}: {e}", opts.server_addr))?;
+    let tls = Tls {
+        client: opts.client_tls.clone(),
+        server: opts.server_tls.clone(),
+    };
     let mut poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
     let mut gw = Gateway::new(opts.config, GATEWAY_TOKENS).map_err(|e| e.to_string())?;
-    gw.listen(poll.registry(), Side::Client, client)
-        .map_err(|e| format!("client listener: {e}"))?;
-    gw.listen(poll.registry(), Side::Server, server)
-        .map_err(|e| format!("server listener: {e}"))?;
+    for (side, listener, files) in [
+        (Side::Client, client, &tls.client),
+        (Side::Server, server, &tls.server),
+    ] {
+        let listening = match files {
+            None => gw.listen(poll.registry(), side, listener),
+            Some(files) => {
+                let config = server_config(files).map_err(|e| format!("{side} TLS: {e}"))?;
+                gw.listen_tls(poll.registry(), side, listener, config)
+            }
+        };
+        listening.map_err(|e| format!("{side} listener: {e}"))?;
+    }
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
@@ -175,11 +189,8 @@ fn run(opts: Options) -> Result<(), String> {
             }
             for sig in signals.pending() {
                 match sig {
-                    SIGUSR1 => run_command_file(&gw, &mut profiler, started),
-                    SIGHUP => info!(
-                        "SIGHUP: nothing to reload (settings come from flags; logs go to \
-                         stderr); ignored"
-                    ),
+                    SIGUSR1 => run_command_file(&mut gw, &tls, &mut profiler, started),
+                    SIGHUP => tls.reload(&mut gw, "SIGHUP"),
                     _ if drain_until.is_none() => {
                         info!("signal {sig}: shutting down, flushing queued data");
                         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -219,7 +230,45 @@ fn run(opts: Options) -> Result<(), String> {
     }
 }
 
-fn run_command_file(gw: &Gateway, profiler: &mut profiler::Profiler, started: Instant) {
+/// The TLS files of each listener, kept to read them again.
+struct Tls {
+    client: Option<TlsFiles>,
+    server: Option<TlsFiles>,
+}
+
+impl Tls {
+    /// Reads every listener's certificate and key again and hands the new
+    /// configuration to the gateway; a file that cannot be used is logged
+    /// and the listener keeps its old certificate. Open connections are
+    /// not touched.
+    fn reload(&self, gw: &mut Gateway, why: &str) {
+        let mut any = false;
+        for (side, files) in [(Side::Client, &self.client), (Side::Server, &self.server)] {
+            let Some(files) = files else { continue };
+            any = true;
+            match server_config(files) {
+                Ok(config) => {
+                    gw.set_tls_config(side, config);
+                    info!(
+                        "{why}: {side} TLS certificate reloaded from {}",
+                        files.cert_chain.display()
+                    );
+                }
+                Err(e) => warn!("{why}: {side} TLS not reloaded, the old certificate stays: {e}"),
+            }
+        }
+        if !any {
+            info!("{why}: no TLS listener, nothing to reload");
+        }
+    }
+}
+
+fn run_command_file(
+    gw: &mut Gateway,
+    tls: &Tls,
+    profiler: &mut profiler::Profiler,
+    started: Instant,
+) {
     let text = match fs::read_to_string(CMD_FILE) {
         Ok(t) => t,
         Err(e) => {
@@ -248,6 +297,7 @@ fn run_command_file(gw: &Gateway, profiler: &mut profiler::Profiler, started: In
             "fastway.heap.prof",
             command::render_heap(&gw.stats(), command::rss_bytes(), started.elapsed()),
         ),
+        OpCommand::ReloadTls => tls.reload(gw, "reload tls"),
         OpCommand::CpuprofStart => profiler.start(),
         OpCommand::CpuprofStop => profiler.stop("fastway.cpu.prof"),
         OpCommand::GoOnly(name, instead) => {

@@ -9,7 +9,11 @@ use uniway::gateway::proxy::{parse, Parsed};
 pub fn run(data: &[u8]) {
     let whole = parse(data);
     if let Parsed::Header { len, source } = &whole {
-        assert!(*len > 0 && *len <= data.len(), "{len} of {} bytes", data.len());
+        assert!(
+            *len > 0 && *len <= data.len(),
+            "{len} of {} bytes",
+            data.len()
+        );
         let alone = parse(&data[..*len]);
         assert_eq!(
             alone,
@@ -19,7 +23,11 @@ pub fn run(data: &[u8]) {
             }
         );
         for cut in 0..*len {
-            assert_eq!(parse(&data[..cut]), Parsed::Incomplete, "cut at {cut} of {len}");
+            assert_eq!(
+                parse(&data[..cut]),
+                Parsed::Incomplete,
+                "cut at {cut} of {len}"
+            );
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum OpCommand {
     LookupStats,
     /// One line per connection to `fastway.conns`.
     LookupConns,
+    /// Read the TLS certificates and keys again (as SIGHUP does).
+    ReloadTls,
     /// A Go-runtime lookup with no meaning here: which one, and what to use.
     GoOnly(&'static str, &'static str),
 }
@@ -32,6 +34,7 @@ pub fn parse_command(text: &str) -> Result<OpCommand, String> {
         ["lookup", "heap"] => OpCommand::LookupHeap,
         ["lookup", "stats"] => OpCommand::LookupStats,
         ["lookup", "conns"] => OpCommand::LookupConns,
+        ["reload", "tls"] => OpCommand::ReloadTls,
         ["lookup", "gc"] => OpCommand::GoOnly(
             "lookup gc",
             "there is no garbage collector; use lookup heap",

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::value::{parse_bool, parse_count, parse_duration, parse_size};
 use crate::config::{AcceptRate, Config};
+use crate::tls::TlsFiles;
 
 /// What a flag's value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,8 @@ pub const FLAGS: &[Flag] = &[
     flag("--MemPoolMinChunk", Kind::Size, "64", "smallest pooled chunk"),
     flag("--MemPoolPageSize", Kind::Size, "1M", "size of each pool page from which chunks are cut"),
     flag("--ClientAddr", Kind::Text, ":0", "address clients connect to"),
+    flag("--ClientTlsCert", Kind::Text, "", "PEM certificate chain: clients connect with TLS (with ClientTlsKey; reloaded on SIGHUP)"),
+    flag("--ClientTlsKey", Kind::Text, "", "PEM private key for ClientTlsCert"),
     flag("--ClientProxyProtocol", Kind::Bool, "false", "clients come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
     flag("--ClientMaxConn", Kind::Count, "16", "most vconns one client may have"),
     flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
@@ -88,6 +91,9 @@ pub const FLAGS: &[Flag] = &[
     flag("--ClientSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for clients"),
     flag("--ClientSnetWaitTimeout", Kind::Duration, "60s", "how long a broken client snet link waits for a reconnect"),
     flag("--ServerAddr", Kind::Text, ":0", "address servers connect to"),
+    flag("--ServerTlsCert", Kind::Text, "", "PEM certificate chain: servers connect with TLS (with ServerTlsKey; reloaded on SIGHUP)"),
+    flag("--ServerTlsKey", Kind::Text, "", "PEM private key for ServerTlsCert"),
+    flag("--ServerTlsClientCA", Kind::Text, "", "PEM CA certificates: servers must present a certificate one of them signed"),
     flag("--ServerProxyProtocol", Kind::Bool, "false", "servers come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
     flag("--ServerAuthKey", Kind::Text, "", "shared key servers prove in the handshake (alias: ServerAuthPassword)"),
     flag("--ServerAuthPassword", Kind::Text, "", "alias of ServerAuthKey"),
@@ -117,6 +123,11 @@ pub struct Options {
     pub pool_type: String,
     /// `AcceptBurstPerIP`, applied when `AcceptRatePerIP` is set.
     pub accept_burst: u32,
+    /// TLS on the client listener (`ClientTlsCert`, `ClientTlsKey`).
+    pub client_tls: Option<TlsFiles>,
+    /// TLS on the server listener (`ServerTlsCert`, `ServerTlsKey`,
+    /// `ServerTlsClientCA`).
+    pub server_tls: Option<TlsFiles>,
 }
 
 impl Default for Options {
@@ -128,6 +139,8 @@ impl Default for Options {
             reuse_port: false,
             pool_type: "atom".into(),
             accept_burst: 10,
+            client_tls: None,
+            server_tls: None,
         }
     }
 }
@@ -243,6 +256,21 @@ pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<
             ))
         })?;
     }
+    let text = |name: &str| {
+        given
+            .iter()
+            .rev()
+            .find(|(f, _)| f.name() == name)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    opts.client_tls = tls_files(text("ClientTlsCert"), text("ClientTlsKey"), None, "Client")?;
+    opts.server_tls = tls_files(
+        text("ServerTlsCert"),
+        text("ServerTlsKey"),
+        text("ServerTlsClientCA"),
+        "Server",
+    )?;
     if let Some(rate) = &mut opts.config.accept_rate_per_ip {
         rate.burst = opts.accept_burst;
     }
@@ -263,6 +291,33 @@ pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<
         FlagError(format!("invalid flag -{flag}: {problem}"))
     })?;
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// A listener's TLS files from its flags: both or neither of the
+/// certificate and the key.
+fn tls_files(
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
+    side: &str,
+) -> Result<Option<TlsFiles>, FlagError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert_chain: cert.into(),
+            key: key.into(),
+            client_ca: client_ca.map(Into::into),
+        })),
+        (None, None) if client_ca.is_some() => Err(FlagError(format!(
+            "flag -{side}TlsClientCA needs -{side}TlsCert and -{side}TlsKey"
+        ))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(FlagError(format!(
+            "flag -{side}TlsCert needs -{side}TlsKey (the certificate's private key)"
+        ))),
+        (None, Some(_)) => Err(FlagError(format!(
+            "flag -{side}TlsKey needs -{side}TlsCert (the certificate chain)"
+        ))),
+    }
 }
 
 /// The key in a key file: its content without the line ending.
@@ -321,6 +376,9 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         "MemPoolPageSize" => c.pool.page_size = size()?,
         "ClientAddr" => o.client_addr = v.to_string(),
         "ClientProxyProtocol" => c.client.proxy_protocol = parse_bool(v)?,
+        // Read as a group once all flags are in.
+        "ClientTlsCert" | "ClientTlsKey" | "ServerTlsCert" | "ServerTlsKey"
+        | "ServerTlsClientCA" => {}
         "ServerProxyProtocol" => c.server.proxy_protocol = parse_bool(v)?,
         "ServerAddr" => o.server_addr = v.to_string(),
         "ClientMaxConn" => {
@@ -408,7 +466,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 35] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 40] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -423,6 +481,8 @@ mod tests {
         ("MemPoolMinChunk", "64"),
         ("MemPoolPageSize", "1M"),
         ("ClientAddr", ":0"),
+        ("ClientTlsCert", ""),
+        ("ClientTlsKey", ""),
         ("ClientProxyProtocol", "false"),
         ("ClientMaxConn", "16"),
         ("ClientBufferSize", "2K"),
@@ -434,6 +494,9 @@ mod tests {
         ("ClientSnetInitTimeout", "10s"),
         ("ClientSnetWaitTimeout", "60s"),
         ("ServerAddr", ":0"),
+        ("ServerTlsCert", ""),
+        ("ServerTlsKey", ""),
+        ("ServerTlsClientCA", ""),
         ("ServerProxyProtocol", "false"),
         ("ServerAuthKey", ""),
         ("ServerBufferSize", "64K"),
@@ -652,6 +715,33 @@ mod tests {
         let e = env(&[&file_flag], None).unwrap_err();
         assert!(e.contains("empty"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tls_flags_come_in_pairs() {
+        let o = run(&["-ClientTlsCert=c.pem", "-ClientTlsKey=k.pem"]).unwrap();
+        assert_eq!(
+            o.client_tls,
+            Some(TlsFiles {
+                cert_chain: "c.pem".into(),
+                key: "k.pem".into(),
+                client_ca: None
+            })
+        );
+        assert_eq!(o.server_tls, None);
+        let e = run(&["-ClientTlsCert=c.pem"]).unwrap_err().0;
+        assert!(e.contains("-ClientTlsKey"), "{e}");
+        let e = run(&["-ServerTlsKey=k.pem"]).unwrap_err().0;
+        assert!(e.contains("-ServerTlsCert"), "{e}");
+        let e = run(&["-ServerTlsClientCA=ca.pem"]).unwrap_err().0;
+        assert!(e.contains("-ServerTlsCert"), "{e}");
+        let o = run(&[
+            "-ServerTlsCert=c",
+            "-ServerTlsKey=k",
+            "-ServerTlsClientCA=ca",
+        ])
+        .unwrap();
+        assert_eq!(o.server_tls.unwrap().client_ca, Some("ca".into()));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod mem {
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -40,7 +42,7 @@ pub use self::vconn::MAX_VCONNS;
 use crate::config::{Config, ConfigError};
 pub use crate::side::Side;
 pub use crate::tokens::TokenRange;
-use crate::transport::{Ready, Tcp};
+use crate::transport::{Ready, Stream, Tcp};
 
 /// Tokens reserved at the start of a gateway's range for listeners.
 pub const LISTENER_SLOTS: usize = 16;
@@ -51,9 +53,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest sleep of [`Gateway::run`], so its stop flag is seen promptly.
 const RUN_MAX_WAIT: Duration = Duration::from_millis(50);
 
+/// A listener's TLS configuration (none can exist without the feature).
+#[cfg(feature = "tls")]
+type TlsConfig = Arc<rustls::ServerConfig>;
+#[cfg(not(feature = "tls"))]
+type TlsConfig = std::convert::Infallible;
+
 struct Listener {
     side: Side,
     socket: TcpListener,
+    /// TLS for the connections it accepts.
+    tls: Option<TlsConfig>,
     /// Readiness not yet drained to `WouldBlock`.
     pending: bool,
     /// Accepting paused after a resource error until then.
@@ -114,7 +124,7 @@ struct Listener {
 /// # }
 /// ```
 pub struct Gateway {
-    core: Core<Tcp>,
+    core: Core<Stream>,
     range: TokenRange,
     listeners: Vec<Listener>,
 }
@@ -142,7 +152,45 @@ impl Gateway {
         &mut self,
         registry: &Registry,
         side: Side,
+        listener: TcpListener,
+    ) -> io::Result<SocketAddr> {
+        self.add_listener(registry, side, listener, None)
+    }
+
+    /// Starts accepting `side` connections over TLS on `listener`, with
+    /// `config` (see [`crate::tls`]); returns its address.
+    #[cfg(feature = "tls")]
+    pub fn listen_tls(
+        &mut self,
+        registry: &Registry,
+        side: Side,
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<SocketAddr> {
+        self.add_listener(registry, side, listener, Some(config))
+    }
+
+    /// Gives the TLS listeners of `side` a new configuration (a renewed
+    /// certificate, say): connections accepted from now on use it, those
+    /// already open carry on as they are. Returns how many listeners took it.
+    #[cfg(feature = "tls")]
+    pub fn set_tls_config(&mut self, side: Side, config: Arc<rustls::ServerConfig>) -> usize {
+        let mut n = 0;
+        for l in self.listeners.iter_mut().filter(|l| l.side == side) {
+            if let Some(tls) = &mut l.tls {
+                *tls = config.clone();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn add_listener(
+        &mut self,
+        registry: &Registry,
+        side: Side,
         mut listener: TcpListener,
+        tls: Option<TlsConfig>,
     ) -> io::Result<SocketAddr> {
         if self.listeners.len() == LISTENER_SLOTS {
             return Err(io::Error::other(format!(
@@ -152,10 +200,12 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let token = Token(self.range.start + self.listeners.len());
         registry.register(&mut listener, token, Interest::READABLE)?;
-        info!("{side} listener at {addr}");
+        let kind = if tls.is_some() { " (TLS)" } else { "" };
+        info!("{side} listener at {addr}{kind}");
         self.listeners.push(Listener {
             side,
             socket: listener,
+            tls,
             pending: true,
             paused_until: None,
             full: false,
@@ -247,7 +297,7 @@ impl Gateway {
                         &mut self.core,
                         self.range,
                         registry,
-                        l.side,
+                        (l.side, l.tls.as_ref()),
                         stream,
                         peer,
                         now,
@@ -316,7 +366,7 @@ impl Gateway {
     }
 
     /// The core, for inspection.
-    pub fn core(&self) -> &Core<Tcp> {
+    pub fn core(&self) -> &Core<Stream> {
         &self.core
     }
 
@@ -346,10 +396,10 @@ impl Gateway {
 }
 
 fn accept_one(
-    core: &mut Core<Tcp>,
+    core: &mut Core<Stream>,
     range: TokenRange,
     registry: &Registry,
-    side: Side,
+    (side, tls): (Side, Option<&TlsConfig>),
     mut stream: TcpStream,
     peer: SocketAddr,
     now: Instant,
@@ -364,8 +414,25 @@ fn accept_one(
         }
         return;
     }
-    if let Err(mut tcp) = core.accept(side, Tcp::new(stream, peer), now) {
-        let _ = registry.deregister(tcp.socket_mut());
+    let io = match tls {
+        None => Stream::Tcp(Tcp::new(stream, peer)),
+        #[cfg(feature = "tls")]
+        Some(config) => match crate::transport::Tls::accept(stream, peer, config.clone()) {
+            Ok(t) => Stream::Tls(Box::new(t)),
+            Err(e) => {
+                // The stream was moved into the failed attempt and closed
+                // with it; its registration goes with the socket.
+                if core.may_log() {
+                    warn!("{side} {peer}: cannot start TLS: {e}");
+                }
+                return;
+            }
+        },
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match *never {},
+    };
+    if let Err(mut io) = core.accept(side, io, now) {
+        let _ = registry.deregister(io.socket_mut());
     }
 }
 

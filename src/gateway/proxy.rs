@@ -20,7 +20,9 @@ pub enum Parsed {
     /// `LOCAL` command, an unspecified or Unix address): the connection is
     /// then the balancer's own and keeps its address.
     Header {
+        /// Bytes of the header, its line end or address block included.
         len: usize,
+        /// The peer's address, if the header gives one.
         source: Option<SocketAddr>,
     },
 }

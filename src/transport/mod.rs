@@ -12,20 +12,28 @@
 //! keeps them honest: when the poller reported the read side closed or an
 //! error, a short read proves nothing and reading goes on until the end of
 //! the stream is seen. [`MemPipe`] is an in-memory stand-in for tests and
-//! fuzzing. A transport that keeps bytes of its own (encryption, a resend
-//! ring) says so through [`Transport::wants_write`]; one still setting up
-//! through [`Transport::is_handshaking`].
+//! fuzzing. `Tls` (feature `tls`) is a rustls server connection over TCP.
+//! [`Stream`] is whichever of them a gateway listener hands out. A
+//! transport that keeps bytes of its own (encryption, a resend ring) says
+//! so through [`Transport::wants_write`]; one still setting up through
+//! [`Transport::is_handshaking`].
 
 mod mem;
 mod ready;
+mod stream;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::io::{self, ErrorKind, IoSlice};
 use std::net::SocketAddr;
 
 pub use self::mem::MemPipe;
 pub use self::ready::Ready;
+pub use self::stream::Stream;
 pub use self::tcp::Tcp;
+#[cfg(feature = "tls")]
+pub use self::tls::{Tls, SEND_BUFFER};
 
 /// What one read or write says about the stream, beside the bytes moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

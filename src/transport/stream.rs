@@ -1,0 +1,72 @@
+//! [`Stream`]: the transports a gateway's listeners hand out (plain TCP, or
+//! TLS with the `tls` feature) behind one type, so one gateway core serves
+//! them all.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+
+use super::{IoStatus, Ready, Tcp, Transport};
+
+/// A connection accepted by a gateway listener.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Tcp(Tcp),
+    /// TLS over TCP.
+    #[cfg(feature = "tls")]
+    Tls(Box<super::Tls>),
+}
+
+impl Stream {
+    /// The socket, e.g. to deregister it.
+    pub fn socket_mut(&mut self) -> &mut mio::net::TcpStream {
+        match self {
+            Stream::Tcp(t) => t.socket_mut(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(t) => t.socket_mut(),
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $t:ident => $e:expr) => {
+        match $self {
+            Stream::Tcp($t) => $e,
+            #[cfg(feature = "tls")]
+            Stream::Tls($t) => $e,
+        }
+    };
+}
+
+impl Transport for Stream {
+    #[inline]
+    fn read(&mut self, buf: &mut [u8], ready: Ready) -> (usize, IoStatus) {
+        each!(self, t => t.read(buf, ready))
+    }
+
+    #[inline]
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
+        each!(self, t => t.write(bufs))
+    }
+
+    fn shutdown_write(&mut self) -> IoStatus {
+        each!(self, t => t.shutdown_write())
+    }
+
+    #[inline]
+    fn wants_write(&self) -> bool {
+        each!(self, t => t.wants_write())
+    }
+
+    fn is_handshaking(&self) -> bool {
+        each!(self, t => t.is_handshaking())
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        each!(self, t => t.peer_addr())
+    }
+
+    fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
+        each!(self, t => t.source())
+    }
+}

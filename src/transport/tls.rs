@@ -1,0 +1,183 @@
+//! TLS over TCP: a rustls server connection (sans-IO) driven over a
+//! non-blocking mio socket.
+//!
+//! Reads hand out the plaintext rustls has decrypted, reading and
+//! processing more records only when none is left, so plaintext rustls
+//! holds is never stranded behind a readiness edge that will not come: a
+//! read that fills the caller's buffer reports `Continue`, and only a read
+//! that found rustls empty *and* the socket drained reports `WouldBlock`.
+//! Handshake messages rustls produces while reading are written at once
+//! (and, if the socket is full, reported through `wants_write` for the next
+//! writable edge). Writes encrypt into rustls' buffer, bounded by
+//! [`SEND_BUFFER`], and push what they can to the socket. The end of the
+//! stream is a close_notify, then a FIN, once everything before it is out.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+
+use rustls::{ServerConfig, ServerConnection};
+
+use super::{IoStatus, Ready, Transport};
+
+/// Most plaintext rustls buffers for sending before writes report
+/// `WouldBlock` (the socket is full).
+pub const SEND_BUFFER: usize = 64 * 1024;
+
+/// A TLS server connection over a mio TCP socket.
+pub struct Tls {
+    socket: mio::net::TcpStream,
+    peer: SocketAddr,
+    conn: ServerConnection,
+    /// The socket's read side reached its end.
+    eof: bool,
+    /// close_notify was queued; the FIN follows once it is out.
+    fin_pending: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("peer", &self.peer)
+            .field("handshaking", &self.conn.is_handshaking())
+            .finish()
+    }
+}
+
+impl Tls {
+    /// Starts a server-side TLS connection on an accepted socket.
+    pub fn accept(
+        socket: mio::net::TcpStream,
+        peer: SocketAddr,
+        config: Arc<ServerConfig>,
+    ) -> Result<Tls, rustls::Error> {
+        let mut conn = ServerConnection::new(config)?;
+        conn.set_buffer_limit(Some(SEND_BUFFER));
+        Ok(Tls {
+            socket,
+            peer,
+            conn,
+            eof: false,
+            fin_pending: false,
+        })
+    }
+
+    /// The socket, e.g. to deregister it.
+    pub fn socket_mut(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.socket
+    }
+
+    /// Writes what rustls holds for the socket: `Continue` when all of it
+    /// went, `WouldBlock` when the socket is full.
+    fn flush_tls(&mut self) -> IoStatus {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.socket) {
+                Ok(0) => return IoStatus::Error(io::ErrorKind::WriteZero),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return IoStatus::WouldBlock,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return IoStatus::Error(e.kind()),
+            }
+        }
+        if self.fin_pending {
+            self.fin_pending = false;
+            if let Err(e) = self.socket.shutdown(Shutdown::Write) {
+                if e.kind() != io::ErrorKind::NotConnected {
+                    return IoStatus::Error(e.kind());
+                }
+            }
+        }
+        IoStatus::Continue
+    }
+}
+
+impl Transport for Tls {
+    fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(0) if !buf.is_empty() => return (0, IoStatus::Closed),
+                Ok(n) => return (n, IoStatus::Continue),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed TCP without close_notify: for a game
+                // client, just the end of the stream.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return (0, IoStatus::Closed),
+                Err(e) => return (0, IoStatus::Error(e.kind())),
+            }
+            if self.eof {
+                return (0, IoStatus::Closed);
+            }
+            match self.conn.read_tls(&mut self.socket) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (0, IoStatus::WouldBlock)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return (0, IoStatus::Error(e.kind())),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                log::debug!("TLS from {}: {e}", self.peer);
+                // Tell the peer why (an alert), as far as the socket takes it.
+                let _ = self.flush_tls();
+                return (0, IoStatus::Error(io::ErrorKind::InvalidData));
+            }
+            // Handshake replies go out now; a full socket leaves them to
+            // the next writable edge (see `wants_write`).
+            if let IoStatus::Error(kind) = self.flush_tls() {
+                return (0, IoStatus::Error(kind));
+            }
+        }
+    }
+
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
+        // Before the handshake is done rustls keeps what is written and
+        // sends it once it is (the read that completes the handshake
+        // flushes it).
+        let mut taken = 0;
+        let mut full = false;
+        for b in bufs {
+            match self.conn.writer().write(b) {
+                Ok(n) => {
+                    taken += n;
+                    if n < b.len() {
+                        full = true;
+                        break;
+                    }
+                }
+                Err(e) => return (taken, IoStatus::Error(e.kind())),
+            }
+        }
+        match self.flush_tls() {
+            IoStatus::Continue if full && self.conn.is_handshaking() => {
+                (taken, IoStatus::WouldBlock)
+            }
+            IoStatus::Continue if full => (taken, IoStatus::Continue),
+            status => (taken, status),
+        }
+    }
+
+    fn shutdown_write(&mut self) -> IoStatus {
+        self.conn.send_close_notify();
+        self.fin_pending = true;
+        match self.flush_tls() {
+            IoStatus::WouldBlock => IoStatus::Continue,
+            status => status,
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        self.conn.wants_write() || self.fin_pending
+    }
+
+    fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
+        Some(&mut self.socket)
+    }
+}
