@@ -279,7 +279,7 @@ fn run_command_file(
     let cmd = match command::parse_command(&text) {
         Ok(c) => c,
         Err(e) => {
-            warn!("SIGUSR1: {e} in {CMD_FILE}; known: cpuprof start|stop, lookup stats|conns|heap");
+            warn!("SIGUSR1: {e} in {CMD_FILE}; known: cpuprof start|stop, lookup stats|conns|heap, reload tls");
             return;
         }
     };
