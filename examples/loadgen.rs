@@ -8,6 +8,7 @@
 //! cargo run --release --example loadgen -- --serve-direct 127.0.0.1:4100   # echo server alone
 //! cargo run --release --example loadgen -- --direct-addr 127.0.0.1:4100 --gateway-pid ECHO_PID
 //! cargo run --release --example loadgen -- --client ... --server ... --idle 10000 --gateway-pid PID
+//! cargo run --release --example loadgen -- --client ... --server ... --tls-ca ca.pem ...   # clients over TLS
 //! ```
 //!
 //! Reports round trips per second, latency percentiles, and with
@@ -54,6 +55,8 @@ struct Args {
     serve_direct: Option<SocketAddr>,
     direct_addr: Option<SocketAddr>,
     round_trips: Option<u64>,
+    /// Clients connect with TLS, trusting this CA (PEM) for `localhost`.
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
@@ -80,6 +83,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
         serve_direct: p.opt_value_from_str("--serve-direct")?,
         direct_addr: p.opt_value_from_str("--direct-addr")?,
         round_trips: p.opt_value_from_str("--round-trips")?,
+        tls_ca: p.opt_value_from_str("--tls-ca")?,
     };
     let rest = p.finish();
     if !rest.is_empty() {
@@ -284,6 +288,33 @@ struct Flow {
     next_expect: u64,
 }
 
+/// A TLS client configuration trusting the CA in `ca` (PEM), for a gateway
+/// whose certificate names `localhost`.
+fn tls_client(
+    ca: &std::path::Path,
+) -> Result<
+    (
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    Box<dyn Error>,
+> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((
+        std::sync::Arc::new(config),
+        rustls::pki_types::ServerName::try_from("localhost")?,
+    ))
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let a = args()?;
     if let Some(at) = a.serve_direct {
@@ -292,6 +323,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
     let direct = a.direct || a.direct_addr.is_some();
+    let tls = a.tls_ca.as_deref().map(tls_client).transpose()?;
     let mut poll = Poll::new()?;
     let mut d = EndpointDriver::new(TokenRange {
         start: 1,
@@ -349,14 +381,26 @@ fn main() -> Result<(), Box<dyn Error>> {
                 } else {
                     1
                 };
-                let stream = connect_from(client_addr, source)?;
-                let k = d.add(
-                    poll.registry(),
-                    stream,
-                    Role::Client,
-                    EndpointConfig::default(),
-                    now,
-                )?;
+                let k = match &tls {
+                    Some(t) => d.connect_tls(
+                        poll.registry(),
+                        client_addr,
+                        Role::Client,
+                        EndpointConfig::default(),
+                        t.clone(),
+                        now,
+                    )?,
+                    None => {
+                        let stream = connect_from(client_addr, source)?;
+                        d.add(
+                            poll.registry(),
+                            stream,
+                            Role::Client,
+                            EndpointConfig::default(),
+                            now,
+                        )?
+                    }
+                };
                 client_index.insert(k, i);
             }
         }

@@ -484,3 +484,65 @@ fn fastway_reloads_its_certificate_on_sighup_and_on_command() {
     signal("-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+/// The endpoint driver's own TLS client: dials, sends and receives through
+/// a TLS listener.
+#[test]
+fn endpoint_driver_clients_speak_tls() {
+    use uniway::endpoint::driver::{DriverEvent, EndpointDriver};
+    use uniway::endpoint::{EndpointConfig, Event, Role};
+    let pki = Pki::new("driver");
+    let gw = TlsGateway::start(Some(server_config(&pki.leaf("gw")).unwrap()), None);
+    let mut server = RawPeer::server(gw.server_addr, 3, b"test-key");
+    // The server echoes the first message of the first vconn.
+    let echo = std::thread::spawn(move || {
+        let (v, _) = server.expect_connect();
+        match server.recv() {
+            Got::Data(c, m) if c == v => server.send_data(v, &[&b"echo: "[..], &m].concat()),
+            other => panic!("server got {other:?}"),
+        }
+        server
+    });
+    let mut poll = Poll::new().unwrap();
+    let mut d = EndpointDriver::new(TokenRange { start: 0, len: 16 });
+    let name = ServerName::try_from("localhost").unwrap();
+    let k = d
+        .connect_tls(
+            poll.registry(),
+            gw.client_addr,
+            Role::Client,
+            EndpointConfig::default(),
+            (pki.client(None), name),
+            std::time::Instant::now(),
+        )
+        .unwrap();
+    let mut events = mio::Events::with_capacity(64);
+    let start = std::time::Instant::now();
+    let mut reply = None;
+    while reply.is_none() {
+        assert!(start.elapsed() < DEADLINE, "no echo over TLS");
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), std::time::Instant::now());
+        while let Some(ev) = d.poll_event() {
+            match ev {
+                DriverEvent::Endpoint(_, Event::Ready) => {
+                    d.endpoint(k).unwrap().dial(3).unwrap();
+                }
+                DriverEvent::Endpoint(_, Event::Dialed { conn_id, .. }) => {
+                    d.endpoint(k)
+                        .unwrap()
+                        .send(conn_id, b"via the driver")
+                        .unwrap();
+                }
+                DriverEvent::Endpoint(_, Event::Message { data, .. }) => reply = Some(data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(reply.unwrap(), b"echo: via the driver");
+    drop(echo.join().unwrap());
+}

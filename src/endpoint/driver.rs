@@ -22,7 +22,7 @@ use slab::Slab;
 use super::config::{EndpointConfig, EndpointConfigError};
 use super::core::{Endpoint, EndpointError, Event, Role};
 use crate::tokens::TokenRange;
-use crate::transport::{IoStatus, Ready, Tcp, Transport};
+use crate::transport::{IoStatus, Ready, Stream, Tcp, Transport};
 
 /// Reads per endpoint per turn.
 const READS_PER_TURN: usize = 4;
@@ -38,7 +38,7 @@ pub enum DriverEvent {
 
 struct Slot {
     ep: Endpoint,
-    io: Tcp,
+    io: Stream,
     ready: Ready,
 }
 
@@ -83,10 +83,48 @@ impl EndpointDriver {
     pub fn add(
         &mut self,
         registry: &Registry,
+        stream: TcpStream,
+        role: Role,
+        cfg: EndpointConfig,
+        now: Instant,
+    ) -> io::Result<usize> {
+        self.add_with(registry, stream, role, cfg, now, |s| {
+            Ok(Stream::Tcp(Tcp::from_socket(s)))
+        })
+    }
+
+    /// Connects a new endpoint to a gateway listener that speaks TLS,
+    /// checking its certificate against `config` for `name`.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        &mut self,
+        registry: &Registry,
+        addr: SocketAddr,
+        role: Role,
+        cfg: EndpointConfig,
+        tls: (
+            std::sync::Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        ),
+        now: Instant,
+    ) -> io::Result<usize> {
+        let stream = TcpStream::connect(addr)?;
+        let (config, name) = tls;
+        self.add_with(registry, stream, role, cfg, now, |s| {
+            let t = crate::transport::Tls::connect(s, addr, config, name)
+                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+            Ok(Stream::Tls(Box::new(t)))
+        })
+    }
+
+    fn add_with(
+        &mut self,
+        registry: &Registry,
         mut stream: TcpStream,
         role: Role,
         cfg: EndpointConfig,
         now: Instant,
+        wrap: impl FnOnce(TcpStream) -> io::Result<Stream>,
     ) -> io::Result<usize> {
         cfg.validate()
             .map_err(|EndpointConfigError(e)| io::Error::new(ErrorKind::InvalidInput, e))?;
@@ -100,9 +138,10 @@ impl EndpointDriver {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let _ = stream.set_nodelay(true);
+        let io = wrap(stream)?;
         self.slots.insert(Slot {
             ep: Endpoint::new(role, cfg, now),
-            io: Tcp::from_socket(stream),
+            io,
             ready: Ready::EMPTY,
         });
         self.active.push(key);
@@ -206,7 +245,7 @@ impl EndpointDriver {
         while let Some(ev) = slot.ep.poll_event() {
             self.events.push_back(DriverEvent::Endpoint(key, ev));
         }
-        while slot.ready.is_writable() && !slot.ep.output().is_empty() {
+        while slot.ready.is_writable() && (!slot.ep.output().is_empty() || slot.io.wants_write()) {
             let (n, status) = slot.io.write(&[IoSlice::new(slot.ep.output())]);
             slot.ep.consume_output(n);
             match status {

@@ -1,4 +1,5 @@
-//! TLS over TCP: a rustls server connection (sans-IO) driven over a
+//! TLS over TCP: a rustls connection (sans-IO), server side for a
+//! gateway's listeners or client side for endpoints, driven over a
 //! non-blocking mio socket.
 //!
 //! Reads hand out the plaintext rustls has decrypted, reading and
@@ -16,7 +17,8 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 use super::{IoStatus, Ready, Transport};
 
@@ -24,11 +26,11 @@ use super::{IoStatus, Ready, Transport};
 /// `WouldBlock` (the socket is full).
 pub const SEND_BUFFER: usize = 64 * 1024;
 
-/// A TLS server connection over a mio TCP socket.
+/// A TLS connection over a mio TCP socket.
 pub struct Tls {
     socket: mio::net::TcpStream,
     peer: SocketAddr,
-    conn: ServerConnection,
+    conn: Connection,
     /// The socket's read side reached its end.
     eof: bool,
     /// close_notify was queued; the FIN follows once it is out.
@@ -51,15 +53,37 @@ impl Tls {
         peer: SocketAddr,
         config: Arc<ServerConfig>,
     ) -> Result<Tls, rustls::Error> {
-        let mut conn = ServerConnection::new(config)?;
+        Ok(Tls::over(
+            socket,
+            peer,
+            ServerConnection::new(config)?.into(),
+        ))
+    }
+
+    /// Starts a client-side TLS connection to `name` on a connected (or
+    /// connecting) socket; the handshake runs as the socket allows.
+    pub fn connect(
+        socket: mio::net::TcpStream,
+        peer: SocketAddr,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Tls, rustls::Error> {
+        Ok(Tls::over(
+            socket,
+            peer,
+            ClientConnection::new(config, name)?.into(),
+        ))
+    }
+
+    fn over(socket: mio::net::TcpStream, peer: SocketAddr, mut conn: Connection) -> Tls {
         conn.set_buffer_limit(Some(SEND_BUFFER));
-        Ok(Tls {
+        Tls {
             socket,
             peer,
             conn,
             eof: false,
             fin_pending: false,
-        })
+        }
     }
 
     /// The socket, e.g. to deregister it.
@@ -74,7 +98,15 @@ impl Tls {
             match self.conn.write_tls(&mut self.socket) {
                 Ok(0) => return IoStatus::Error(io::ErrorKind::WriteZero),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return IoStatus::WouldBlock,
+                // A socket still connecting takes nothing yet.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+                    ) =>
+                {
+                    return IoStatus::WouldBlock
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return IoStatus::Error(e.kind()),
             }
