@@ -143,17 +143,25 @@ impl RawPeer {
         self.send(&out);
     }
 
+    /// A whole frame from what was read already, if there is one.
+    fn take_frame(&mut self) -> Option<Got> {
+        let Ok(Status::Complete(f)) = wire::decode_frame(&self.buf, u32::MAX) else {
+            return None;
+        };
+        let got = if f.is_command() {
+            Got::Cmd(Command::decode(f.message).expect("bad command from gateway"))
+        } else {
+            Got::Data(f.conn_id, f.message.to_vec())
+        };
+        let n = f.wire_len();
+        self.buf.drain(..n);
+        Some(got)
+    }
+
     /// The next frame, waiting at most `DEADLINE`.
     pub fn recv(&mut self) -> Got {
         loop {
-            if let Ok(Status::Complete(f)) = wire::decode_frame(&self.buf, u32::MAX) {
-                let got = if f.is_command() {
-                    Got::Cmd(Command::decode(f.message).expect("bad command from gateway"))
-                } else {
-                    Got::Data(f.conn_id, f.message.to_vec())
-                };
-                let n = f.wire_len();
-                self.buf.drain(..n);
+            if let Some(got) = self.take_frame() {
                 return got;
             }
             let mut chunk = [0u8; 64 * 1024];
@@ -169,14 +177,7 @@ impl RawPeer {
     /// cleanly (a reset is a failure: it may have destroyed data).
     pub fn recv_or_end(&mut self) -> Option<Got> {
         loop {
-            if let Ok(Status::Complete(f)) = wire::decode_frame(&self.buf, u32::MAX) {
-                let got = if f.is_command() {
-                    Got::Cmd(Command::decode(f.message).expect("bad command from gateway"))
-                } else {
-                    Got::Data(f.conn_id, f.message.to_vec())
-                };
-                let n = f.wire_len();
-                self.buf.drain(..n);
+            if let Some(got) = self.take_frame() {
                 return Some(got);
             }
             let mut chunk = [0u8; 64 * 1024];
