@@ -21,6 +21,7 @@ use signal_hook_mio::v1_0::Signals;
 use uniway::cli::command::{self, OpCommand};
 use uniway::cli::{self, listen, Options, Parsed};
 use uniway::tls::{server_config, TlsFiles};
+use uniway::transport::WsSettings;
 use uniway::{Gateway, Side, TokenRange};
 
 const SIGNALS: Token = Token(0);
@@ -122,9 +123,21 @@ fn run(opts: Options) -> Result<(), String> {
         .map_err(|e| format!("ClientAddr {}: {e}", opts.client_addr))?;
     let server = listen::bind(&opts.server_addr, opts.reuse_port)
         .map_err(|e| format!("ServerAddr {}: {e}", opts.server_addr))?;
+    let ws = match &opts.ws_addr {
+        Some(addr) => Some(
+            listen::bind(addr, opts.reuse_port).map_err(|e| format!("ClientWsAddr {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let tls = Tls {
         client: opts.client_tls.clone(),
         server: opts.server_tls.clone(),
+        ws: opts.ws_tls.clone(),
+    };
+    let ws_settings = WsSettings {
+        path: opts.ws_path.clone(),
+        origins: opts.ws_origins.clone(),
+        max_packet: opts.config.max_packet,
     };
     let mut poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
     let mut gw = Gateway::new(opts.config, GATEWAY_TOKENS).map_err(|e| e.to_string())?;
@@ -140,6 +153,14 @@ fn run(opts: Options) -> Result<(), String> {
             }
         };
         listening.map_err(|e| format!("{side} listener: {e}"))?;
+    }
+    if let Some(listener) = ws {
+        let config = match &tls.ws {
+            Some(files) => Some(server_config(files).map_err(|e| format!("WebSocket TLS: {e}"))?),
+            None => None,
+        };
+        gw.listen_ws(poll.registry(), listener, ws_settings, config)
+            .map_err(|e| format!("WebSocket listener: {e}"))?;
     }
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -234,6 +255,7 @@ fn run(opts: Options) -> Result<(), String> {
 struct Tls {
     client: Option<TlsFiles>,
     server: Option<TlsFiles>,
+    ws: Option<TlsFiles>,
 }
 
 impl Tls {
@@ -255,6 +277,21 @@ impl Tls {
                     );
                 }
                 Err(e) => warn!("{why}: {side} TLS not reloaded, the old certificate stays: {e}"),
+            }
+        }
+        if let Some(files) = &self.ws {
+            any = true;
+            match server_config(files) {
+                Ok(config) => {
+                    gw.set_ws_tls_config(config);
+                    info!(
+                        "{why}: WebSocket TLS certificate reloaded from {}",
+                        files.cert_chain.display()
+                    );
+                }
+                Err(e) => {
+                    warn!("{why}: WebSocket TLS not reloaded, the old certificate stays: {e}")
+                }
             }
         }
         if !any {

@@ -80,6 +80,11 @@ pub const FLAGS: &[Flag] = &[
     flag("--ClientAddr", Kind::Text, ":0", "address clients connect to"),
     flag("--ClientTlsCert", Kind::Text, "", "PEM certificate chain: clients connect with TLS (with ClientTlsKey; reloaded on SIGHUP)"),
     flag("--ClientTlsKey", Kind::Text, "", "PEM private key for ClientTlsCert"),
+    flag("--ClientWsAddr", Kind::Text, "", "address browser clients connect to over WebSocket (off when empty)"),
+    flag("--ClientWsPath", Kind::Text, "/", "the WebSocket request path"),
+    flag("--ClientWsOrigins", Kind::Text, "", "comma-separated Origin values allowed to open a WebSocket (any when empty)"),
+    flag("--ClientWsTlsCert", Kind::Text, "", "PEM certificate chain: the WebSocket listener speaks WSS (with ClientWsTlsKey; reloaded on SIGHUP)"),
+    flag("--ClientWsTlsKey", Kind::Text, "", "PEM private key for ClientWsTlsCert"),
     flag("--ClientProxyProtocol", Kind::Bool, "false", "clients come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
     flag("--ClientMaxConn", Kind::Count, "16", "most vconns one client may have"),
     flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
@@ -125,6 +130,14 @@ pub struct Options {
     pub accept_burst: u32,
     /// TLS on the client listener (`ClientTlsCert`, `ClientTlsKey`).
     pub client_tls: Option<TlsFiles>,
+    /// The WebSocket listener's address (`ClientWsAddr`), if any.
+    pub ws_addr: Option<String>,
+    /// Its request path (`ClientWsPath`).
+    pub ws_path: String,
+    /// The Origins it allows (`ClientWsOrigins`); empty: any.
+    pub ws_origins: Vec<String>,
+    /// WSS (`ClientWsTlsCert`, `ClientWsTlsKey`).
+    pub ws_tls: Option<TlsFiles>,
     /// TLS on the server listener (`ServerTlsCert`, `ServerTlsKey`,
     /// `ServerTlsClientCA`).
     pub server_tls: Option<TlsFiles>,
@@ -140,6 +153,10 @@ impl Default for Options {
             pool_type: "atom".into(),
             accept_burst: 10,
             client_tls: None,
+            ws_addr: None,
+            ws_path: "/".into(),
+            ws_origins: Vec::new(),
+            ws_tls: None,
             server_tls: None,
         }
     }
@@ -265,6 +282,34 @@ pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<
             .filter(|v| !v.is_empty())
     };
     opts.client_tls = tls_files(text("ClientTlsCert"), text("ClientTlsKey"), None, "Client")?;
+    opts.ws_tls = tls_files(
+        text("ClientWsTlsCert"),
+        text("ClientWsTlsKey"),
+        None,
+        "ClientWs",
+    )?;
+    opts.ws_addr = text("ClientWsAddr");
+    if let Some(path) = text("ClientWsPath") {
+        if !path.starts_with('/') {
+            return Err(FlagError(format!(
+                "invalid value {path:?} for flag -ClientWsPath: must start with /"
+            )));
+        }
+        opts.ws_path = path;
+    }
+    opts.ws_origins = text("ClientWsOrigins")
+        .map(|o| {
+            o.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if opts.ws_addr.is_none() && opts.ws_tls.is_some() {
+        return Err(FlagError(
+            "flag -ClientWsTlsCert needs -ClientWsAddr".into(),
+        ));
+    }
     opts.server_tls = tls_files(
         text("ServerTlsCert"),
         text("ServerTlsKey"),
@@ -378,7 +423,8 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         "ClientProxyProtocol" => c.client.proxy_protocol = parse_bool(v)?,
         // Read as a group once all flags are in.
         "ClientTlsCert" | "ClientTlsKey" | "ServerTlsCert" | "ServerTlsKey"
-        | "ServerTlsClientCA" => {}
+        | "ServerTlsClientCA" | "ClientWsAddr" | "ClientWsPath" | "ClientWsOrigins"
+        | "ClientWsTlsCert" | "ClientWsTlsKey" => {}
         "ServerProxyProtocol" => c.server.proxy_protocol = parse_bool(v)?,
         "ServerAddr" => o.server_addr = v.to_string(),
         "ClientMaxConn" => {
@@ -466,7 +512,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 40] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 45] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -483,6 +529,11 @@ mod tests {
         ("ClientAddr", ":0"),
         ("ClientTlsCert", ""),
         ("ClientTlsKey", ""),
+        ("ClientWsAddr", ""),
+        ("ClientWsPath", "/"),
+        ("ClientWsOrigins", ""),
+        ("ClientWsTlsCert", ""),
+        ("ClientWsTlsKey", ""),
         ("ClientProxyProtocol", "false"),
         ("ClientMaxConn", "16"),
         ("ClientBufferSize", "2K"),
@@ -715,6 +766,28 @@ mod tests {
         let e = env(&[&file_flag], None).unwrap_err();
         assert!(e.contains("empty"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn websocket_flags() {
+        let o = run(&[
+            "-ClientWsAddr=:8080",
+            "-ClientWsPath=/play",
+            "-ClientWsOrigins=https://a.example, https://b.example",
+        ])
+        .unwrap();
+        assert_eq!(o.ws_addr.as_deref(), Some(":8080"));
+        assert_eq!(o.ws_path, "/play");
+        assert_eq!(o.ws_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(run(&[]).unwrap().ws_addr, None);
+        let e = run(&["-ClientWsAddr=:8080", "-ClientWsPath=play"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("-ClientWsPath"), "{e}");
+        let e = run(&["-ClientWsTlsCert=c", "-ClientWsTlsKey=k"])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("-ClientWsAddr"), "{e}");
     }
 
     #[test]

@@ -270,7 +270,7 @@ impl EndpointDriver {
             while let Some(ev) = slot.ep.poll_event() {
                 self.events.push_back(DriverEvent::Endpoint(key, ev));
             }
-            let _ = registry.deregister(slot.io.socket_mut());
+            slot.io.deregister(registry);
             self.events.push_back(DriverEvent::Closed(key, e));
         }
     }

@@ -26,7 +26,7 @@ pub mod mem {
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-#[cfg(feature = "tls")]
+#[cfg(any(feature = "tls", feature = "ws"))]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,12 +58,19 @@ const RUN_MAX_WAIT: Duration = Duration::from_millis(50);
 type TlsConfig = Arc<rustls::ServerConfig>;
 #[cfg(not(feature = "tls"))]
 type TlsConfig = std::convert::Infallible;
+/// A listener's WebSocket settings (none can exist without the feature).
+#[cfg(feature = "ws")]
+type WsConfig = Arc<crate::transport::WsSettings>;
+#[cfg(not(feature = "ws"))]
+type WsConfig = std::convert::Infallible;
 
 struct Listener {
     side: Side,
     socket: TcpListener,
     /// TLS for the connections it accepts.
     tls: Option<TlsConfig>,
+    /// WebSocket for the connections it accepts (inside TLS if `tls`).
+    ws: Option<WsConfig>,
     /// Readiness not yet drained to `WouldBlock`.
     pending: bool,
     /// Accepting paused after a resource error until then.
@@ -154,7 +161,28 @@ impl Gateway {
         side: Side,
         listener: TcpListener,
     ) -> io::Result<SocketAddr> {
-        self.add_listener(registry, side, listener, None)
+        self.add_listener(registry, side, listener, None, None)
+    }
+
+    /// Starts accepting clients over WebSocket on `listener` (over TLS too
+    /// if `tls` is given): binary messages carry the byte stream, each
+    /// frame to the client is one binary message (see
+    /// [`transport::Ws`](crate::transport::Ws)). Returns its address.
+    #[cfg(feature = "ws")]
+    pub fn listen_ws(
+        &mut self,
+        registry: &Registry,
+        listener: TcpListener,
+        settings: crate::transport::WsSettings,
+        tls: Option<TlsConfig>,
+    ) -> io::Result<SocketAddr> {
+        self.add_listener(
+            registry,
+            Side::Client,
+            listener,
+            tls,
+            Some(Arc::new(settings)),
+        )
     }
 
     /// Starts accepting `side` connections over TLS on `listener`, with
@@ -167,16 +195,32 @@ impl Gateway {
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,
     ) -> io::Result<SocketAddr> {
-        self.add_listener(registry, side, listener, Some(config))
+        self.add_listener(registry, side, listener, Some(config), None)
     }
 
-    /// Gives the TLS listeners of `side` a new configuration (a renewed
+    /// Gives the TLS listeners of `side` (not the WebSocket ones, see
+    /// `set_ws_tls_config`) a new configuration (a renewed
     /// certificate, say): connections accepted from now on use it, those
     /// already open carry on as they are. Returns how many listeners took it.
     #[cfg(feature = "tls")]
     pub fn set_tls_config(&mut self, side: Side, config: Arc<rustls::ServerConfig>) -> usize {
+        self.swap_tls(|l| l.side == side && l.ws.is_none(), config)
+    }
+
+    /// The same for the WebSocket listeners that speak TLS (WSS).
+    #[cfg(all(feature = "tls", feature = "ws"))]
+    pub fn set_ws_tls_config(&mut self, config: Arc<rustls::ServerConfig>) -> usize {
+        self.swap_tls(|l| l.ws.is_some(), config)
+    }
+
+    #[cfg(feature = "tls")]
+    fn swap_tls(
+        &mut self,
+        which: impl Fn(&Listener) -> bool,
+        config: Arc<rustls::ServerConfig>,
+    ) -> usize {
         let mut n = 0;
-        for l in self.listeners.iter_mut().filter(|l| l.side == side) {
+        for l in self.listeners.iter_mut().filter(|l| which(l)) {
             if let Some(tls) = &mut l.tls {
                 *tls = config.clone();
                 n += 1;
@@ -191,6 +235,7 @@ impl Gateway {
         side: Side,
         mut listener: TcpListener,
         tls: Option<TlsConfig>,
+        ws: Option<WsConfig>,
     ) -> io::Result<SocketAddr> {
         if self.listeners.len() == LISTENER_SLOTS {
             return Err(io::Error::other(format!(
@@ -200,12 +245,18 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let token = Token(self.range.start + self.listeners.len());
         registry.register(&mut listener, token, Interest::READABLE)?;
-        let kind = if tls.is_some() { " (TLS)" } else { "" };
+        let kind = match (tls.is_some(), ws.is_some()) {
+            (false, false) => "",
+            (true, false) => " (TLS)",
+            (false, true) => " (WebSocket)",
+            (true, true) => " (WebSocket over TLS)",
+        };
         info!("{side} listener at {addr}{kind}");
         self.listeners.push(Listener {
             side,
             socket: listener,
             tls,
+            ws,
             pending: true,
             paused_until: None,
             full: false,
@@ -265,7 +316,7 @@ impl Gateway {
         for (mut tcp, _) in self.core.take_closed() {
             // The socket is closed on drop either way; deregistering first
             // keeps the registry's view exact.
-            let _ = registry.deregister(tcp.socket_mut());
+            tcp.deregister(registry);
         }
         if self.core.has_room() {
             for l in &mut self.listeners {
@@ -297,7 +348,7 @@ impl Gateway {
                         &mut self.core,
                         self.range,
                         registry,
-                        (l.side, l.tls.as_ref()),
+                        (l.side, l.tls.as_ref(), l.ws.as_ref()),
                         stream,
                         peer,
                         now,
@@ -351,7 +402,7 @@ impl Gateway {
     pub fn close_all(&mut self, registry: &Registry) {
         self.core.close_all();
         for (mut tcp, _) in self.core.take_closed() {
-            let _ = registry.deregister(tcp.socket_mut());
+            tcp.deregister(registry);
         }
     }
 
@@ -399,7 +450,7 @@ fn accept_one(
     core: &mut Core<Stream>,
     range: TokenRange,
     registry: &Registry,
-    (side, tls): (Side, Option<&TlsConfig>),
+    (side, tls, ws): (Side, Option<&TlsConfig>, Option<&WsConfig>),
     mut stream: TcpStream,
     peer: SocketAddr,
     now: Instant,
@@ -414,10 +465,32 @@ fn accept_one(
         }
         return;
     }
-    let io = match tls {
-        None => Stream::Tcp(Tcp::new(stream, peer)),
+    let io = match (tls, ws) {
+        #[cfg(feature = "ws")]
+        (tls, Some(settings)) => {
+            use crate::transport::{Ws, WsSocket};
+            let socket = match tls {
+                None => WsSocket::Plain(stream),
+                #[cfg(feature = "tls")]
+                Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                    Ok(conn) => WsSocket::Tls(Box::new(rustls::StreamOwned::new(conn, stream))),
+                    Err(e) => {
+                        if core.may_log() {
+                            warn!("{side} {peer}: cannot start TLS: {e}");
+                        }
+                        return;
+                    }
+                },
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match *never {},
+            };
+            Stream::Ws(Box::new(Ws::accept(socket, peer, settings.clone())))
+        }
+        #[cfg(not(feature = "ws"))]
+        (_, Some(never)) => match *never {},
+        (None, None) => Stream::Tcp(Tcp::new(stream, peer)),
         #[cfg(feature = "tls")]
-        Some(config) => match crate::transport::Tls::accept(stream, peer, config.clone()) {
+        (Some(config), None) => match crate::transport::Tls::accept(stream, peer, config.clone()) {
             Ok(t) => Stream::Tls(Box::new(t)),
             Err(e) => {
                 // The stream was moved into the failed attempt and closed
@@ -429,10 +502,10 @@ fn accept_one(
             }
         },
         #[cfg(not(feature = "tls"))]
-        Some(never) => match *never {},
+        (Some(never), None) => match *never {},
     };
     if let Err(mut io) = core.accept(side, io, now) {
-        let _ = registry.deregister(io.socket_mut());
+        io.deregister(registry);
     }
 }
 

@@ -24,6 +24,8 @@ mod stream;
 mod tcp;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "ws")]
+mod ws;
 
 use std::io::{self, ErrorKind, IoSlice};
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ pub use self::stream::Stream;
 pub use self::tcp::Tcp;
 #[cfg(feature = "tls")]
 pub use self::tls::{Tls, SEND_BUFFER};
+#[cfg(feature = "ws")]
+pub use self::ws::{Ws, WsSettings, WsSocket};
 
 /// What one read or write says about the stream, beside the bytes moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! [`Stream`]: the transports a gateway's listeners hand out (plain TCP, or
-//! TLS with the `tls` feature) behind one type, so one gateway core serves
-//! them all.
+//! [`Stream`]: the transports a gateway's listeners hand out (plain TCP,
+//! TLS with the `tls` feature, WebSocket with `ws`) behind one type, so one
+//! gateway core serves them all.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -15,15 +15,16 @@ pub enum Stream {
     /// TLS over TCP.
     #[cfg(feature = "tls")]
     Tls(Box<super::Tls>),
+    /// WebSocket, plain or over TLS.
+    #[cfg(feature = "ws")]
+    Ws(Box<super::Ws>),
 }
 
 impl Stream {
-    /// The socket, e.g. to deregister it.
-    pub fn socket_mut(&mut self) -> &mut mio::net::TcpStream {
-        match self {
-            Stream::Tcp(t) => t.socket_mut(),
-            #[cfg(feature = "tls")]
-            Stream::Tls(t) => t.socket_mut(),
+    /// Takes the stream's socket off `registry`, if it still has one.
+    pub fn deregister(&mut self, registry: &mio::Registry) {
+        if let Some(source) = self.source() {
+            let _ = registry.deregister(source);
         }
     }
 }
@@ -34,6 +35,8 @@ macro_rules! each {
             Stream::Tcp($t) => $e,
             #[cfg(feature = "tls")]
             Stream::Tls($t) => $e,
+            #[cfg(feature = "ws")]
+            Stream::Ws($t) => $e,
         }
     };
 }
