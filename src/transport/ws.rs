@@ -136,8 +136,10 @@ pub struct Ws {
     /// Payload of the last binary message not yet handed out, from `at`.
     pending: Bytes,
     at: usize,
-    /// Bytes written that do not yet make a whole frame.
-    partial: Vec<u8>,
+    /// Cuts what the gateway writes into whole frames.
+    cutter: FrameCutter,
+    /// A frame message tungstenite's buffer had no room for.
+    stash: Option<Message>,
     /// Written messages (or a pong, or a close) tungstenite still holds.
     unflushed: bool,
     /// The close handshake was started; the FIN follows once it is done.
@@ -182,7 +184,8 @@ impl Ws {
             peer,
             pending: Bytes::new(),
             at: 0,
-            partial: Vec::new(),
+            cutter: FrameCutter::default(),
+            stash: None,
             unflushed: false,
             closing: false,
         }
@@ -247,11 +250,55 @@ fn ws_status(e: &WsError, peer: SocketAddr) -> IoStatus {
     }
 }
 
+/// The size a frame starting with `bytes` says it has (its Length field
+/// plus the field itself, never less than a header), once the field is in.
+fn frame_size(bytes: &[u8]) -> Option<usize> {
+    let len: [u8; LENGTH_LEN] = bytes.get(..LENGTH_LEN)?.try_into().ok()?;
+    Some((LENGTH_LEN + u32::from_le_bytes(len) as usize).max(HEADER_LEN))
+}
+
 /// The length of the first whole frame at the start of `bytes`, if any.
 fn whole_frame(bytes: &[u8]) -> Option<usize> {
-    let len = bytes.get(..LENGTH_LEN)?;
-    let n = LENGTH_LEN + u32::from_le_bytes(len.try_into().ok()?) as usize;
-    (bytes.len() >= n && n >= HEADER_LEN).then_some(n)
+    frame_size(bytes).filter(|&n| bytes.len() >= n)
+}
+
+/// Cuts a stream of frames, written in arbitrary pieces, into whole
+/// frames: the start of a frame is held until its end arrives.
+#[derive(Debug, Default)]
+pub struct FrameCutter {
+    held: Vec<u8>,
+}
+
+impl FrameCutter {
+    /// The next whole frame, taking bytes from the front of `bytes`; `None`
+    /// once `bytes` is used up (with the start of a frame held, perhaps).
+    pub fn next_frame(&mut self, bytes: &mut &[u8]) -> Option<Vec<u8>> {
+        if self.held.is_empty() {
+            if let Some(n) = whole_frame(bytes) {
+                let f = bytes[..n].to_vec();
+                *bytes = &bytes[n..];
+                return Some(f);
+            }
+            self.held.extend_from_slice(bytes);
+            *bytes = &[];
+            return None;
+        }
+        if self.held.len() < LENGTH_LEN {
+            let k = (LENGTH_LEN - self.held.len()).min(bytes.len());
+            self.held.extend_from_slice(&bytes[..k]);
+            *bytes = &bytes[k..];
+        }
+        let size = frame_size(&self.held)?;
+        let k = size.saturating_sub(self.held.len()).min(bytes.len());
+        self.held.extend_from_slice(&bytes[..k]);
+        *bytes = &bytes[k..];
+        (self.held.len() >= size).then(|| std::mem::take(&mut self.held))
+    }
+
+    /// Bytes held: the start of a frame.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
 }
 
 impl Transport for Ws {
@@ -316,58 +363,33 @@ impl Transport for Ws {
                 status => return (0, status),
             }
         }
+        let State::Open(ws) = &mut self.state else {
+            return (0, IoStatus::Error(io::ErrorKind::InvalidData));
+        };
+        // A frame tungstenite refused last time goes first.
+        if let Some(msg) = self.stash.take() {
+            match ws.write(msg) {
+                Ok(()) => self.unflushed = true,
+                Err(WsError::WriteBufferFull(msg)) => {
+                    self.stash = Some(msg);
+                    return (0, IoStatus::WouldBlock);
+                }
+                Err(e) => return (0, ws_status(&e, self.peer)),
+            }
+        }
         let mut taken = 0;
-        'bufs: for b in bufs {
-            let mut b: &[u8] = b;
-            while !b.is_empty() {
-                // Complete the held-back frame, or take whole frames
-                // straight from the buffer.
-                let State::Open(ws) = &mut self.state else {
-                    break 'bufs;
-                };
-                let frame: Vec<u8> = if self.partial.is_empty() {
-                    match whole_frame(b) {
-                        Some(n) => {
-                            let f = b[..n].to_vec();
-                            b = &b[n..];
-                            taken += n;
-                            f
-                        }
-                        None => {
-                            self.partial.extend_from_slice(b);
-                            taken += b.len();
-                            break;
-                        }
-                    }
-                } else {
-                    let need = match whole_frame(&self.partial) {
-                        Some(_) => 0,
-                        None if self.partial.len() < LENGTH_LEN => {
-                            (LENGTH_LEN - self.partial.len()).min(b.len())
-                        }
-                        None => {
-                            let len = u32::from_le_bytes(
-                                self.partial[..LENGTH_LEN].try_into().unwrap_or_default(),
-                            );
-                            (LENGTH_LEN + len as usize - self.partial.len()).min(b.len())
-                        }
-                    };
-                    self.partial.extend_from_slice(&b[..need]);
-                    b = &b[need..];
-                    taken += need;
-                    if whole_frame(&self.partial).is_none() {
-                        continue;
-                    }
-                    std::mem::take(&mut self.partial)
-                };
+        for b in bufs {
+            let mut rest: &[u8] = b;
+            loop {
+                let before = rest.len();
+                let frame = self.cutter.next_frame(&mut rest);
+                taken += before - rest.len();
+                let Some(frame) = frame else { break };
                 match ws.write(Message::binary(frame)) {
                     Ok(()) => self.unflushed = true,
                     Err(WsError::WriteBufferFull(msg)) => {
-                        // Keep it for the next write; the socket is full.
-                        if let Message::Binary(f) = msg {
-                            self.partial = f.to_vec();
-                        }
-                        self.unflushed = true;
+                        // Kept for the next write; the socket is full.
+                        self.stash = Some(msg);
                         return (taken, IoStatus::WouldBlock);
                     }
                     Err(e) => return (taken, ws_status(&e, self.peer)),
@@ -398,7 +420,7 @@ impl Transport for Ws {
     }
 
     fn wants_write(&self) -> bool {
-        self.unflushed || whole_frame(&self.partial).is_some()
+        self.unflushed || self.stash.is_some()
     }
 
     fn is_handshaking(&self) -> bool {
@@ -421,6 +443,36 @@ impl Transport for Ws {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn frames_cut_from_any_pieces_are_the_frames_written(
+            messages in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..300), 0..20),
+            cuts in proptest::collection::vec(0usize..400, 0..40),
+        ) {
+            let mut stream = Vec::new();
+            let mut frames = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let mut f = Vec::new();
+                crate::wire::encode_frame(&mut f, i as u32 + 1, m);
+                stream.extend_from_slice(&f);
+                frames.push(f);
+            }
+            let mut cutter = FrameCutter::default();
+            let mut out = Vec::new();
+            let mut rest: &[u8] = &stream;
+            for &c in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+                let (mut piece, tail) = rest.split_at(c.min(rest.len()));
+                rest = tail;
+                while let Some(f) = cutter.next_frame(&mut piece) {
+                    out.push(f);
+                }
+                proptest::prop_assert!(piece.is_empty());
+            }
+            proptest::prop_assert_eq!(out, frames);
+            proptest::prop_assert_eq!(cutter.held(), 0);
+        }
+    }
 
     #[test]
     fn frames_are_found_whole_or_not_at_all() {

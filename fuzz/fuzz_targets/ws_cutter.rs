@@ -1,0 +1,8 @@
+//! Fuzz target; the checks are in `fuzz/checks/ws_cutter.rs`, shared with
+//! the corpus replay of `tests/fuzz_corpus.rs`.
+#![no_main]
+
+#[path = "../checks/ws_cutter.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));
