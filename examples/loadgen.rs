@@ -9,6 +9,7 @@
 //! cargo run --release --example loadgen -- --direct-addr 127.0.0.1:4100 --gateway-pid ECHO_PID
 //! cargo run --release --example loadgen -- --client ... --server ... --idle 10000 --gateway-pid PID
 //! cargo run --release --example loadgen -- --client ... --server ... --tls-ca ca.pem ...   # clients over TLS
+//! cargo run --release --example loadgen -- --client WS_ADDR --server ... --ws / ...      # clients over WebSocket
 //! ```
 //!
 //! Reports round trips per second, latency percentiles, and with
@@ -57,6 +58,8 @@ struct Args {
     round_trips: Option<u64>,
     /// Clients connect with TLS, trusting this CA (PEM) for `localhost`.
     tls_ca: Option<std::path::PathBuf>,
+    /// Clients connect over WebSocket to `--client`, at this path.
+    ws: Option<String>,
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
@@ -84,6 +87,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
         direct_addr: p.opt_value_from_str("--direct-addr")?,
         round_trips: p.opt_value_from_str("--round-trips")?,
         tls_ca: p.opt_value_from_str("--tls-ca")?,
+        ws: p.opt_value_from_str("--ws")?,
     };
     let rest = p.finish();
     if !rest.is_empty() {
@@ -381,8 +385,15 @@ fn main() -> Result<(), Box<dyn Error>> {
                 } else {
                     1
                 };
-                let k = match &tls {
-                    Some(t) => d.connect_tls(
+                let k = match (&tls, &a.ws) {
+                    (_, Some(path)) => d.connect_ws(
+                        poll.registry(),
+                        client_addr,
+                        path,
+                        EndpointConfig::default(),
+                        now,
+                    )?,
+                    (Some(t), None) => d.connect_tls(
                         poll.registry(),
                         client_addr,
                         Role::Client,
@@ -390,7 +401,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                         t.clone(),
                         now,
                     )?,
-                    None => {
+                    (None, None) => {
                         let stream = connect_from(client_addr, source)?;
                         d.add(
                             poll.registry(),

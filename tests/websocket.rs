@@ -277,3 +277,69 @@ fn wss_carries_frames_over_tls() {
     server.send_data(v, &[3u8; 20_000]);
     assert_eq!(recv_frame(&mut ws), Got::Data(v, vec![3u8; 20_000]));
 }
+
+/// The endpoint driver's WebSocket client: dials, sends and receives
+/// through the WebSocket listener.
+#[test]
+fn endpoint_driver_clients_speak_websocket() {
+    use uniway::endpoint::driver::{DriverEvent, EndpointDriver};
+    use uniway::endpoint::{EndpointConfig, Event};
+    let gw = WsGateway::start(settings(), None);
+    let mut server = RawPeer::server(gw.server_addr, 3, b"test-key");
+    let echo = std::thread::spawn(move || {
+        let (v, _) = server.expect_connect();
+        for _ in 0..3 {
+            match server.recv() {
+                Got::Data(c, m) if c == v => server.send_data(v, &m),
+                other => panic!("server got {other:?}"),
+            }
+        }
+        server
+    });
+    let mut poll = Poll::new().unwrap();
+    let mut d = EndpointDriver::new(TokenRange { start: 0, len: 16 });
+    let k = d
+        .connect_ws(
+            poll.registry(),
+            gw.ws_addr,
+            "/game",
+            EndpointConfig::default(),
+            std::time::Instant::now(),
+        )
+        .unwrap();
+    let mut events = mio::Events::with_capacity(64);
+    let start = std::time::Instant::now();
+    let mut replies = Vec::new();
+    while replies.len() < 3 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no echo over WebSocket: {replies:?}"
+        );
+        poll.poll(&mut events, Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), std::time::Instant::now());
+        while let Some(ev) = d.poll_event() {
+            match ev {
+                DriverEvent::Endpoint(_, Event::Ready) => {
+                    d.endpoint(k).unwrap().dial(3).unwrap();
+                }
+                DriverEvent::Endpoint(_, Event::Dialed { conn_id, .. }) => {
+                    let ep = d.endpoint(k).unwrap();
+                    for m in [&b"a"[..], &[5u8; 60_000][..], b"c"] {
+                        ep.send(conn_id, m).unwrap();
+                    }
+                }
+                DriverEvent::Endpoint(_, Event::Message { data, .. }) => replies.push(data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        replies,
+        vec![b"a".to_vec(), vec![5u8; 60_000], b"c".to_vec()]
+    );
+    drop(echo.join().unwrap());
+}

@@ -117,6 +117,25 @@ impl EndpointDriver {
         })
     }
 
+    /// Connects a new client endpoint to a gateway's WebSocket listener at
+    /// `addr`, asking for `path`.
+    #[cfg(feature = "ws")]
+    pub fn connect_ws(
+        &mut self,
+        registry: &Registry,
+        addr: SocketAddr,
+        path: &str,
+        cfg: EndpointConfig,
+        now: Instant,
+    ) -> io::Result<usize> {
+        let stream = TcpStream::connect(addr)?;
+        self.add_with(registry, stream, Role::Client, cfg, now, |s| {
+            Ok(Stream::WsClient(Box::new(
+                crate::transport::WsClient::connect(s, addr, path)?,
+            )))
+        })
+    }
+
     fn add_with(
         &mut self,
         registry: &Registry,

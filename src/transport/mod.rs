@@ -37,7 +37,7 @@ pub use self::tcp::Tcp;
 #[cfg(feature = "tls")]
 pub use self::tls::{Tls, SEND_BUFFER};
 #[cfg(feature = "ws")]
-pub use self::ws::{FrameCutter, Ws, WsSettings, WsSocket};
+pub use self::ws::{FrameCutter, Ws, WsClient, WsSettings, WsSocket};
 
 /// What one read or write says about the stream, beside the bytes moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

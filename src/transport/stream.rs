@@ -18,6 +18,9 @@ pub enum Stream {
     /// WebSocket, plain or over TLS.
     #[cfg(feature = "ws")]
     Ws(Box<super::Ws>),
+    /// The client side of a WebSocket (endpoints).
+    #[cfg(feature = "ws")]
+    WsClient(Box<super::WsClient>),
 }
 
 impl Stream {
@@ -37,6 +40,8 @@ macro_rules! each {
             Stream::Tls($t) => $e,
             #[cfg(feature = "ws")]
             Stream::Ws($t) => $e,
+            #[cfg(feature = "ws")]
+            Stream::WsClient($t) => $e,
         }
     };
 }

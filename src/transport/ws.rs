@@ -440,6 +440,207 @@ impl Transport for Ws {
     }
 }
 
+/// Largest message a [`WsClient`] sends.
+const CLIENT_MESSAGE: usize = 16 * 1024;
+
+/// The client side of a WebSocket to a gateway's WebSocket listener, over
+/// plain TCP: what the Rust endpoints use to reach it (tests, the load
+/// tool). The handshake starts once the socket is connected (the first
+/// writable edge); what the endpoint writes goes out as binary messages,
+/// split anywhere; binary messages received are the byte stream.
+pub struct WsClient {
+    state: ClientState,
+    peer: SocketAddr,
+    pending: Bytes,
+    at: usize,
+    unflushed: bool,
+}
+
+enum ClientState {
+    Start(Option<(mio::net::TcpStream, Request)>),
+    Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<mio::net::TcpStream>>>>),
+    Open(Box<WebSocket<mio::net::TcpStream>>),
+}
+
+impl std::fmt::Debug for WsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsClient")
+            .field("peer", &self.peer)
+            .field("open", &matches!(self.state, ClientState::Open(_)))
+            .finish()
+    }
+}
+
+impl WsClient {
+    /// A WebSocket to `path` at `peer` over a connected or connecting
+    /// socket.
+    pub fn connect(
+        socket: mio::net::TcpStream,
+        peer: SocketAddr,
+        path: &str,
+    ) -> io::Result<WsClient> {
+        use tungstenite::client::IntoClientRequest;
+        let request = format!("ws://{peer}{path}")
+            .into_client_request()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(WsClient {
+            state: ClientState::Start(Some((socket, request))),
+            peer,
+            pending: Bytes::new(),
+            at: 0,
+            unflushed: false,
+        })
+    }
+
+    /// Moves the handshake on; `Continue` once open.
+    fn advance(&mut self) -> IoStatus {
+        let step = match &mut self.state {
+            ClientState::Open(_) => return IoStatus::Continue,
+            ClientState::Start(start) => {
+                let Some((socket, request)) = start.take() else {
+                    return IoStatus::Error(io::ErrorKind::InvalidData);
+                };
+                tungstenite::client::client_with_config(request, socket, None)
+            }
+            ClientState::Handshake(mid) => {
+                let Some(m) = mid.take() else {
+                    return IoStatus::Error(io::ErrorKind::InvalidData);
+                };
+                (*m).handshake()
+            }
+        };
+        match step {
+            Ok((ws, _)) => {
+                self.state = ClientState::Open(Box::new(ws));
+                IoStatus::Continue
+            }
+            Err(HandshakeError::Interrupted(m)) => {
+                self.state = ClientState::Handshake(Some(Box::new(m)));
+                IoStatus::WouldBlock
+            }
+            Err(HandshakeError::Failure(e)) => ws_status(&e, self.peer),
+        }
+    }
+
+    fn flush(&mut self) -> IoStatus {
+        let ClientState::Open(ws) = &mut self.state else {
+            return IoStatus::Continue;
+        };
+        match ws.flush() {
+            Ok(()) => {
+                self.unflushed = false;
+                IoStatus::Continue
+            }
+            Err(e) if would_block(&e) => IoStatus::WouldBlock,
+            Err(e) => ws_status(&e, self.peer),
+        }
+    }
+}
+
+impl Transport for WsClient {
+    fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
+        loop {
+            if self.at < self.pending.len() {
+                let n = buf.len().min(self.pending.len() - self.at);
+                buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+                self.at += n;
+                return (n, IoStatus::Continue);
+            }
+            match self.advance() {
+                IoStatus::Continue => {}
+                status => return (0, status),
+            }
+            let ClientState::Open(ws) = &mut self.state else {
+                return (0, IoStatus::WouldBlock);
+            };
+            match ws.read() {
+                Ok(Message::Binary(b)) => {
+                    self.pending = b;
+                    self.at = 0;
+                }
+                Ok(Message::Ping(_) | Message::Close(_)) => {
+                    self.unflushed = true;
+                    if let IoStatus::Error(kind) = self.flush() {
+                        return (0, IoStatus::Error(kind));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if would_block(&e) => return (0, IoStatus::WouldBlock),
+                Err(e) => return (0, ws_status(&e, self.peer)),
+            }
+        }
+    }
+
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
+        match self.advance() {
+            IoStatus::Continue => {}
+            status => return (0, status),
+        }
+        if self.unflushed {
+            match self.flush() {
+                IoStatus::Continue => {}
+                status => return (0, status),
+            }
+        }
+        let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        let n = bytes.len();
+        let ClientState::Open(ws) = &mut self.state else {
+            return (0, IoStatus::WouldBlock);
+        };
+        // Messages may be cut anywhere; small ones stay under any listener's
+        // message limit (a frame's size).
+        let mut sent = 0;
+        for piece in bytes.chunks(CLIENT_MESSAGE) {
+            match ws.write(Message::binary(piece.to_vec())) {
+                Ok(()) => {
+                    self.unflushed = true;
+                    sent += piece.len();
+                }
+                Err(WsError::WriteBufferFull(_)) => return (sent, IoStatus::WouldBlock),
+                Err(e) => return (sent, ws_status(&e, self.peer)),
+            }
+        }
+        (n, self.flush())
+    }
+
+    fn shutdown_write(&mut self) -> IoStatus {
+        let ClientState::Open(ws) = &mut self.state else {
+            return IoStatus::Closed;
+        };
+        match ws.close(None) {
+            Ok(()) => {
+                self.unflushed = true;
+                match self.flush() {
+                    IoStatus::WouldBlock => IoStatus::Continue,
+                    status => status,
+                }
+            }
+            Err(e) => ws_status(&e, self.peer),
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        self.unflushed || !matches!(self.state, ClientState::Open(_))
+    }
+
+    fn is_handshaking(&self) -> bool {
+        !matches!(self.state, ClientState::Open(_))
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
+        match &mut self.state {
+            ClientState::Open(ws) => Some(ws.get_mut()),
+            ClientState::Handshake(Some(mid)) => Some(mid.get_mut().get_mut()),
+            ClientState::Start(Some((socket, _))) => Some(socket),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
