@@ -457,7 +457,7 @@ pub struct WsClient {
 }
 
 enum ClientState {
-    Start(Option<(mio::net::TcpStream, Request)>),
+    Start(Option<Box<(mio::net::TcpStream, Request)>>),
     Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<mio::net::TcpStream>>>>),
     Open(Box<WebSocket<mio::net::TcpStream>>),
 }
@@ -484,7 +484,7 @@ impl WsClient {
             .into_client_request()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         Ok(WsClient {
-            state: ClientState::Start(Some((socket, request))),
+            state: ClientState::Start(Some(Box::new((socket, request)))),
             peer,
             pending: Bytes::new(),
             at: 0,
@@ -497,9 +497,10 @@ impl WsClient {
         let step = match &mut self.state {
             ClientState::Open(_) => return IoStatus::Continue,
             ClientState::Start(start) => {
-                let Some((socket, request)) = start.take() else {
+                let Some(start) = start.take() else {
                     return IoStatus::Error(io::ErrorKind::InvalidData);
                 };
+                let (socket, request) = *start;
                 tungstenite::client::client_with_config(request, socket, None)
             }
             ClientState::Handshake(mid) => {
@@ -635,7 +636,7 @@ impl Transport for WsClient {
         match &mut self.state {
             ClientState::Open(ws) => Some(ws.get_mut()),
             ClientState::Handshake(Some(mid)) => Some(mid.get_mut().get_mut()),
-            ClientState::Start(Some((socket, _))) => Some(socket),
+            ClientState::Start(Some(start)) => Some(&mut start.0),
             _ => None,
         }
     }
