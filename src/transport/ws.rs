@@ -29,6 +29,11 @@ use tungstenite::{Bytes, Error as WsError, Message, WebSocket};
 use super::{IoStatus, Ready, Transport};
 use crate::wire::{HEADER_LEN, LENGTH_LEN};
 
+/// tungstenite's read buffer per connection. Its default (128 KiB,
+/// allocated up front) would cost every idle browser that much; a larger
+/// message simply takes several reads.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// What a WebSocket listener accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsSettings {
@@ -168,6 +173,7 @@ impl Ws {
         // Room for one frame of the largest size over what is unsent:
         // writes take no new frame while anything is unsent (see `write`).
         let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
             .max_write_buffer_size(2 * max + 64 * 1024);
@@ -501,7 +507,8 @@ impl WsClient {
                     return IoStatus::Error(io::ErrorKind::InvalidData);
                 };
                 let (socket, request) = *start;
-                tungstenite::client::client_with_config(request, socket, None)
+                let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+                tungstenite::client::client_with_config(request, socket, Some(config))
             }
             ClientState::Handshake(mid) => {
                 let Some(m) = mid.take() else {
