@@ -41,7 +41,15 @@ pub fn parse(data: &[u8]) -> Parsed {
     if b"PROXY ".starts_with(prefix) {
         let line = &data[..data.len().min(V1_MAX)];
         return match line.windows(2).position(|w| w == b"\r\n") {
-            Some(end) => judge(HeaderResult::V1(v1::Header::try_from(&data[..end + 2]))),
+            // The header is the whole line, whatever ppp takes of it (for
+            // UNKNOWN it may stop short of the line's end).
+            Some(end) => match judge(HeaderResult::V1(v1::Header::try_from(&data[..end + 2]))) {
+                Parsed::Header { source, .. } => Parsed::Header {
+                    len: end + 2,
+                    source,
+                },
+                other => other,
+            },
             None if data.len() < V1_MAX => Parsed::Incomplete,
             None => Parsed::Invalid(format!("no line end within {V1_MAX} bytes")),
         };
