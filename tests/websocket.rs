@@ -8,73 +8,28 @@
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use common::{test_config, Got, RawPeer, DEADLINE};
+use common::{test_config, Got, RawPeer, TestGateway, DEADLINE};
 use mio::net::TcpListener;
 use mio::Poll;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 use uniway::transport::WsSettings;
 use uniway::wire::{self, Command};
-use uniway::{Gateway, Side, TokenRange};
+use uniway::{Side, TokenRange};
 
-/// A gateway with a plain server listener and a WebSocket client listener.
-struct WsGateway {
-    ws_addr: SocketAddr,
-    server_addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Gateway>>,
-}
-
-impl WsGateway {
-    fn start(settings: WsSettings, tls: Option<Arc<rustls::ServerConfig>>) -> WsGateway {
-        let poll = Poll::new().unwrap();
-        let mut cfg = test_config();
-        cfg.max_packet = settings.max_packet;
-        let mut gw = Gateway::new(
-            cfg,
-            TokenRange {
-                start: 0,
-                len: 1 << 16,
-            },
-        )
-        .unwrap();
+/// A gateway with a WebSocket client listener (its address is
+/// `client_addr`) and a plain server listener.
+fn ws_gateway(settings: WsSettings, tls: Option<Arc<rustls::ServerConfig>>) -> TestGateway {
+    let mut cfg = test_config();
+    cfg.max_packet = settings.max_packet;
+    TestGateway::start_with(cfg, |gw, registry| {
         let bind = || TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let ws_addr = gw
-            .listen_ws(poll.registry(), bind(), settings, tls)
-            .unwrap();
-        let server_addr = gw.listen(poll.registry(), Side::Server, bind()).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let mut poll = poll;
-            gw.run(&mut poll, &flag).unwrap();
-            gw
-        });
-        WsGateway {
-            ws_addr,
-            server_addr,
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn stop(mut self) -> Gateway {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for WsGateway {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
+        let ws = gw.listen_ws(registry, bind(), settings, tls).unwrap();
+        let server = gw.listen(registry, Side::Server, bind()).unwrap();
+        (ws, server)
+    })
 }
 
 fn settings() -> WsSettings {
@@ -145,9 +100,9 @@ fn dial<S: std::io::Read + std::io::Write>(ws: &mut WebSocket<S>, remote: u32) -
 
 #[test]
 fn frames_travel_in_binary_messages_both_ways() {
-    let gw = WsGateway::start(settings(), None);
+    let gw = ws_gateway(settings(), None);
     let mut server = RawPeer::server(gw.server_addr, 1, b"test-key");
-    let mut ws = connect(gw.ws_addr, "/game", None).unwrap();
+    let mut ws = connect(gw.client_addr, "/game", None).unwrap();
     let v = dial(&mut ws, 1);
     assert_eq!(server.expect_connect().0, v);
     // Two frames in one message, then one frame split over two messages.
@@ -194,21 +149,21 @@ fn frames_travel_in_binary_messages_both_ways() {
 fn text_oversize_wrong_path_and_origin_are_refused_alone() {
     let mut s = settings();
     s.origins = vec!["https://game.example".into()];
-    let gw = WsGateway::start(s, None);
+    let gw = ws_gateway(s, None);
     let mut server = RawPeer::server(gw.server_addr, 1, b"test-key");
-    let mut good = connect(gw.ws_addr, "/game", Some("https://game.example")).unwrap();
+    let mut good = connect(gw.client_addr, "/game", Some("https://game.example")).unwrap();
     let v = dial(&mut good, 1);
     assert_eq!(server.expect_connect().0, v);
     // Wrong path, wrong origin, no origin: the upgrade is refused.
-    assert!(connect(gw.ws_addr, "/other", Some("https://game.example")).is_err());
-    assert!(connect(gw.ws_addr, "/game", Some("https://evil.example")).is_err());
-    assert!(connect(gw.ws_addr, "/game", None).is_err());
+    assert!(connect(gw.client_addr, "/other", Some("https://game.example")).is_err());
+    assert!(connect(gw.client_addr, "/game", Some("https://evil.example")).is_err());
+    assert!(connect(gw.client_addr, "/game", None).is_err());
     // A text message, and a binary message larger than a frame may be.
     for bad in [
         Message::text("hello"),
         Message::binary(vec![0u8; 64 * 1024 + 100]),
     ] {
-        let mut ws = connect(gw.ws_addr, "/game", Some("https://game.example")).unwrap();
+        let mut ws = connect(gw.client_addr, "/game", Some("https://game.example")).unwrap();
         let _ = ws.send(bad);
         let ended = loop {
             match ws.read() {
@@ -247,7 +202,7 @@ fn wss_carries_frames_over_tls() {
             PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
         )
         .unwrap();
-    let gw = WsGateway::start(settings(), Some(Arc::new(server_cfg)));
+    let gw = ws_gateway(settings(), Some(Arc::new(server_cfg)));
     let mut server = RawPeer::server(gw.server_addr, 1, b"test-key");
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -258,7 +213,7 @@ fn wss_carries_frames_over_tls() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = TcpStream::connect(gw.ws_addr).unwrap();
+    let tcp = TcpStream::connect(gw.client_addr).unwrap();
     tcp.set_read_timeout(Some(DEADLINE)).unwrap();
     let conn = rustls::ClientConnection::new(
         Arc::new(client_cfg),
@@ -266,7 +221,7 @@ fn wss_carries_frames_over_tls() {
     )
     .unwrap();
     let tls = rustls::StreamOwned::new(conn, tcp);
-    let req = format!("wss://localhost:{}/game", gw.ws_addr.port())
+    let req = format!("wss://localhost:{}/game", gw.client_addr.port())
         .into_client_request()
         .unwrap();
     let (mut ws, _) = tungstenite::client::client(req, tls).unwrap();
@@ -284,7 +239,7 @@ fn wss_carries_frames_over_tls() {
 fn endpoint_driver_clients_speak_websocket() {
     use uniway::endpoint::driver::{DriverEvent, EndpointDriver};
     use uniway::endpoint::{EndpointConfig, Event};
-    let gw = WsGateway::start(settings(), None);
+    let gw = ws_gateway(settings(), None);
     let mut server = RawPeer::server(gw.server_addr, 3, b"test-key");
     let echo = std::thread::spawn(move || {
         let (v, _) = server.expect_connect();
@@ -301,7 +256,7 @@ fn endpoint_driver_clients_speak_websocket() {
     let k = d
         .connect_ws(
             poll.registry(),
-            gw.ws_addr,
+            gw.client_addr,
             "/game",
             EndpointConfig::default(),
             std::time::Instant::now(),

@@ -129,6 +129,62 @@ impl tungstenite::handshake::server::Callback for Check {
     }
 }
 
+/// The payload of the last binary message received, handed out in pieces.
+#[derive(Default)]
+struct Inbox {
+    bytes: Bytes,
+    at: usize,
+}
+
+impl Inbox {
+    /// Copies what is left of the message into `buf`; `None` if nothing is.
+    fn take(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let left = self.bytes.len() - self.at;
+        if left == 0 {
+            return None;
+        }
+        let n = buf.len().min(left);
+        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Some(n)
+    }
+
+    fn put(&mut self, bytes: Bytes) {
+        self.bytes = bytes;
+        self.at = 0;
+    }
+}
+
+/// Writes what tungstenite holds; `unflushed` says whether some is left.
+fn flush_ws<S: Read + Write>(ws: &mut WebSocket<S>, unflushed: &mut bool, peer: SocketAddr) -> IoStatus {
+    match ws.flush() {
+        Ok(()) => {
+            *unflushed = false;
+            IoStatus::Continue
+        }
+        Err(e) if would_block(&e) => {
+            *unflushed = true;
+            IoStatus::WouldBlock
+        }
+        Err(WsError::ConnectionClosed) => {
+            *unflushed = false;
+            IoStatus::Closed
+        }
+        Err(e) => ws_status(&e, peer),
+    }
+}
+
+/// Starts the close handshake: a Close message, flushed as far as it goes.
+fn close_ws<S: Read + Write>(ws: &mut WebSocket<S>, unflushed: &mut bool, peer: SocketAddr) -> IoStatus {
+    match ws.close(None) {
+        Ok(()) => match flush_ws(ws, unflushed, peer) {
+            IoStatus::WouldBlock => IoStatus::Continue,
+            status => status,
+        },
+        Err(e) => ws_status(&e, peer),
+    }
+}
+
 enum State {
     Handshake(Option<Box<MidHandshake<ServerHandshake<WsSocket, Check>>>>),
     Open(Box<WebSocket<WsSocket>>),
@@ -138,17 +194,14 @@ enum State {
 pub struct Ws {
     state: State,
     peer: SocketAddr,
-    /// Payload of the last binary message not yet handed out, from `at`.
-    pending: Bytes,
-    at: usize,
+    /// What is left of the last binary message received.
+    inbox: Inbox,
     /// Cuts what the gateway writes into whole frames.
     cutter: FrameCutter,
     /// A frame message tungstenite's buffer had no room for.
     stash: Option<Message>,
     /// Written messages (or a pong, or a close) tungstenite still holds.
     unflushed: bool,
-    /// The close handshake was started; the FIN follows once it is done.
-    closing: bool,
 }
 
 impl std::fmt::Debug for Ws {
@@ -188,12 +241,10 @@ impl Ws {
         Ws {
             state: mid,
             peer,
-            pending: Bytes::new(),
-            at: 0,
+            inbox: Inbox::default(),
             cutter: FrameCutter::default(),
             stash: None,
             unflushed: false,
-            closing: false,
         }
     }
 
@@ -225,22 +276,12 @@ impl Ws {
         let State::Open(ws) = &mut self.state else {
             return IoStatus::Continue;
         };
-        match ws.flush() {
-            Ok(()) => {
-                self.unflushed = false;
-                IoStatus::Continue
-            }
-            Err(e) if would_block(&e) => {
-                self.unflushed = true;
-                IoStatus::WouldBlock
-            }
-            Err(WsError::ConnectionClosed) => {
-                self.unflushed = false;
-                let _ = ws.get_mut().tcp().shutdown(Shutdown::Write);
-                IoStatus::Closed
-            }
-            Err(e) => ws_status(&e, self.peer),
+        let status = flush_ws(ws, &mut self.unflushed, self.peer);
+        if status == IoStatus::Closed {
+            // The close handshake is done: the end of the TCP stream too.
+            let _ = ws.get_mut().tcp().shutdown(Shutdown::Write);
         }
+        status
     }
 }
 
@@ -310,10 +351,7 @@ impl FrameCutter {
 impl Transport for Ws {
     fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
         loop {
-            if self.at < self.pending.len() {
-                let n = buf.len().min(self.pending.len() - self.at);
-                buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-                self.at += n;
+            if let Some(n) = self.inbox.take(buf) {
                 return (n, IoStatus::Continue);
             }
             if let State::Handshake(_) = self.state {
@@ -326,10 +364,7 @@ impl Transport for Ws {
                 return (0, IoStatus::Error(io::ErrorKind::InvalidData));
             };
             match ws.read() {
-                Ok(Message::Binary(b)) => {
-                    self.pending = b;
-                    self.at = 0;
-                }
+                Ok(Message::Binary(b)) => self.inbox.put(b),
                 Ok(Message::Text(_)) => {
                     log::debug!(
                         "WebSocket from {}: a text message (only binary is spoken)",
@@ -412,17 +447,7 @@ impl Transport for Ws {
         let State::Open(ws) = &mut self.state else {
             return IoStatus::Closed;
         };
-        self.closing = true;
-        match ws.close(None) {
-            Ok(()) => {
-                self.unflushed = true;
-                match self.flush() {
-                    IoStatus::WouldBlock => IoStatus::Continue,
-                    status => status,
-                }
-            }
-            Err(e) => ws_status(&e, self.peer),
-        }
+        close_ws(ws, &mut self.unflushed, self.peer)
     }
 
     fn wants_write(&self) -> bool {
@@ -457,8 +482,7 @@ const CLIENT_MESSAGE: usize = 16 * 1024;
 pub struct WsClient {
     state: ClientState,
     peer: SocketAddr,
-    pending: Bytes,
-    at: usize,
+    inbox: Inbox,
     unflushed: bool,
 }
 
@@ -492,8 +516,7 @@ impl WsClient {
         Ok(WsClient {
             state: ClientState::Start(Some(Box::new((socket, request)))),
             peer,
-            pending: Bytes::new(),
-            at: 0,
+            inbox: Inbox::default(),
             unflushed: false,
         })
     }
@@ -531,16 +554,9 @@ impl WsClient {
     }
 
     fn flush(&mut self) -> IoStatus {
-        let ClientState::Open(ws) = &mut self.state else {
-            return IoStatus::Continue;
-        };
-        match ws.flush() {
-            Ok(()) => {
-                self.unflushed = false;
-                IoStatus::Continue
-            }
-            Err(e) if would_block(&e) => IoStatus::WouldBlock,
-            Err(e) => ws_status(&e, self.peer),
+        match &mut self.state {
+            ClientState::Open(ws) => flush_ws(ws, &mut self.unflushed, self.peer),
+            _ => IoStatus::Continue,
         }
     }
 }
@@ -548,10 +564,7 @@ impl WsClient {
 impl Transport for WsClient {
     fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
         loop {
-            if self.at < self.pending.len() {
-                let n = buf.len().min(self.pending.len() - self.at);
-                buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-                self.at += n;
+            if let Some(n) = self.inbox.take(buf) {
                 return (n, IoStatus::Continue);
             }
             match self.advance() {
@@ -562,10 +575,7 @@ impl Transport for WsClient {
                 return (0, IoStatus::WouldBlock);
             };
             match ws.read() {
-                Ok(Message::Binary(b)) => {
-                    self.pending = b;
-                    self.at = 0;
-                }
+                Ok(Message::Binary(b)) => self.inbox.put(b),
                 Ok(Message::Ping(_) | Message::Close(_)) => {
                     self.unflushed = true;
                     if let IoStatus::Error(kind) = self.flush() {
@@ -615,16 +625,7 @@ impl Transport for WsClient {
         let ClientState::Open(ws) = &mut self.state else {
             return IoStatus::Closed;
         };
-        match ws.close(None) {
-            Ok(()) => {
-                self.unflushed = true;
-                match self.flush() {
-                    IoStatus::WouldBlock => IoStatus::Continue,
-                    status => status,
-                }
-            }
-            Err(e) => ws_status(&e, self.peer),
-        }
+        close_ws(ws, &mut self.unflushed, self.peer)
     }
 
     fn wants_write(&self) -> bool {

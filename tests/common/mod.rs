@@ -34,6 +34,22 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub fn start(cfg: Config) -> TestGateway {
+        TestGateway::start_with(cfg, |gw, registry| {
+            // The same listener setup as fastway (a deep backlog), so
+            // bursts of connects in tests do not lose SYNs.
+            let bind = || uniway::listen::bind("127.0.0.1:0", false).unwrap();
+            let client = gw.listen(registry, Side::Client, bind()).unwrap();
+            let server = gw.listen(registry, Side::Server, bind()).unwrap();
+            (client, server)
+        })
+    }
+
+    /// A gateway whose listeners `setup` opens; it returns the client-side
+    /// and server-side addresses.
+    pub fn start_with(
+        cfg: Config,
+        setup: impl FnOnce(&mut Gateway, &mio::Registry) -> (SocketAddr, SocketAddr),
+    ) -> TestGateway {
         let poll = Poll::new().unwrap();
         let mut gw = Gateway::new(
             cfg,
@@ -43,11 +59,7 @@ impl TestGateway {
             },
         )
         .unwrap();
-        // The same listener setup as fastway (a deep backlog), so bursts of
-        // connects in tests do not lose SYNs.
-        let bind = || uniway::listen::bind("127.0.0.1:0", false).unwrap();
-        let client_addr = gw.listen(poll.registry(), Side::Client, bind()).unwrap();
-        let server_addr = gw.listen(poll.registry(), Side::Server, bind()).unwrap();
+        let (client_addr, server_addr) = setup(&mut gw, poll.registry());
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
