@@ -10,6 +10,7 @@
 //! cargo run --release --example loadgen -- --client ... --server ... --idle 10000 --gateway-pid PID
 //! cargo run --release --example loadgen -- --client ... --server ... --tls-ca ca.pem ...   # clients over TLS
 //! cargo run --release --example loadgen -- --client WS_ADDR --server ... --ws / ...      # clients over WebSocket
+//! (with --tls-ca too: over WSS)
 //! ```
 //!
 //! Reports round trips per second, latency percentiles, and with
@@ -386,11 +387,12 @@ fn main() -> Result<(), Box<dyn Error>> {
                     1
                 };
                 let k = match (&tls, &a.ws) {
-                    (_, Some(path)) => d.connect_ws(
+                    (tls, Some(path)) => d.connect_ws(
                         poll.registry(),
                         client_addr,
                         path,
                         EndpointConfig::default(),
+                        tls.clone(),
                         now,
                     )?,
                     (Some(t), None) => d.connect_tls(

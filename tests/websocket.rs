@@ -259,6 +259,7 @@ fn endpoint_driver_clients_speak_websocket() {
             gw.client_addr,
             "/game",
             EndpointConfig::default(),
+            None,
             std::time::Instant::now(),
         )
         .unwrap();

@@ -24,6 +24,17 @@ use super::core::{Endpoint, EndpointError, Event, Role};
 use crate::tokens::TokenRange;
 use crate::transport::{IoStatus, Ready, Stream, Tcp, Transport};
 
+/// What a WSS client checks the gateway's certificate with.
+#[cfg(all(feature = "ws", feature = "tls"))]
+pub type WssClient = (
+    std::sync::Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+);
+/// What a WSS client checks the gateway's certificate with (none can
+/// exist without the `tls` feature).
+#[cfg(all(feature = "ws", not(feature = "tls")))]
+pub type WssClient = std::convert::Infallible;
+
 /// Reads per endpoint per turn.
 const READS_PER_TURN: usize = 4;
 
@@ -118,7 +129,8 @@ impl EndpointDriver {
     }
 
     /// Connects a new client endpoint to a gateway's WebSocket listener at
-    /// `addr`, asking for `path`.
+    /// `addr`, asking for `path`; over TLS (WSS) when `tls` gives the
+    /// client configuration and the name to check.
     #[cfg(feature = "ws")]
     pub fn connect_ws(
         &mut self,
@@ -126,13 +138,26 @@ impl EndpointDriver {
         addr: SocketAddr,
         path: &str,
         cfg: EndpointConfig,
+        tls: Option<WssClient>,
         now: Instant,
     ) -> io::Result<usize> {
+        use crate::transport::{WsClient, WsSocket};
         let stream = TcpStream::connect(addr)?;
         self.add_with(registry, stream, Role::Client, cfg, now, |s| {
-            Ok(Stream::WsClient(Box::new(
-                crate::transport::WsClient::connect(s, addr, path)?,
-            )))
+            let socket = match tls {
+                None => WsSocket::Plain(s),
+                #[cfg(feature = "tls")]
+                Some((config, name)) => {
+                    let conn = rustls::ClientConnection::new(config, name)
+                        .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+                    WsSocket::TlsClient(Box::new(rustls::StreamOwned::new(conn, s)))
+                }
+                #[cfg(not(feature = "tls"))]
+                Some(never) => match never {},
+            };
+            Ok(Stream::WsClient(Box::new(WsClient::connect(
+                socket, addr, path,
+            )?)))
         })
     }
 

@@ -51,9 +51,12 @@ pub struct WsSettings {
 pub enum WsSocket {
     /// Plain TCP.
     Plain(mio::net::TcpStream),
-    /// TLS over TCP.
+    /// TLS over TCP, server side.
     #[cfg(feature = "tls")]
     Tls(Box<rustls::StreamOwned<rustls::ServerConnection, mio::net::TcpStream>>),
+    /// TLS over TCP, client side.
+    #[cfg(feature = "tls")]
+    TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, mio::net::TcpStream>>),
 }
 
 impl WsSocket {
@@ -62,6 +65,8 @@ impl WsSocket {
             WsSocket::Plain(s) => s,
             #[cfg(feature = "tls")]
             WsSocket::Tls(s) => &mut s.sock,
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(s) => &mut s.sock,
         }
     }
 }
@@ -72,6 +77,8 @@ impl Read for WsSocket {
             WsSocket::Plain(s) => s.read(buf),
             #[cfg(feature = "tls")]
             WsSocket::Tls(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(s) => s.read(buf),
         }
     }
 }
@@ -82,14 +89,23 @@ impl Write for WsSocket {
             WsSocket::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
             WsSocket::Tls(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             WsSocket::Plain(s) => s.flush(),
+            // Push out what rustls holds; WouldBlock leaves it for later.
             #[cfg(feature = "tls")]
             WsSocket::Tls(s) => {
-                // Push out what rustls holds; WouldBlock leaves it for later.
+                while s.conn.wants_write() {
+                    s.conn.write_tls(&mut s.sock)?;
+                }
+                Ok(())
+            }
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(s) => {
                 while s.conn.wants_write() {
                     s.conn.write_tls(&mut s.sock)?;
                 }
@@ -156,7 +172,11 @@ impl Inbox {
 }
 
 /// Writes what tungstenite holds; `unflushed` says whether some is left.
-fn flush_ws<S: Read + Write>(ws: &mut WebSocket<S>, unflushed: &mut bool, peer: SocketAddr) -> IoStatus {
+fn flush_ws<S: Read + Write>(
+    ws: &mut WebSocket<S>,
+    unflushed: &mut bool,
+    peer: SocketAddr,
+) -> IoStatus {
     match ws.flush() {
         Ok(()) => {
             *unflushed = false;
@@ -175,7 +195,11 @@ fn flush_ws<S: Read + Write>(ws: &mut WebSocket<S>, unflushed: &mut bool, peer: 
 }
 
 /// Starts the close handshake: a Close message, flushed as far as it goes.
-fn close_ws<S: Read + Write>(ws: &mut WebSocket<S>, unflushed: &mut bool, peer: SocketAddr) -> IoStatus {
+fn close_ws<S: Read + Write>(
+    ws: &mut WebSocket<S>,
+    unflushed: &mut bool,
+    peer: SocketAddr,
+) -> IoStatus {
     match ws.close(None) {
         Ok(()) => match flush_ws(ws, unflushed, peer) {
             IoStatus::WouldBlock => IoStatus::Continue,
@@ -487,9 +511,9 @@ pub struct WsClient {
 }
 
 enum ClientState {
-    Start(Option<Box<(mio::net::TcpStream, Request)>>),
-    Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<mio::net::TcpStream>>>>),
-    Open(Box<WebSocket<mio::net::TcpStream>>),
+    Start(Option<Box<(WsSocket, Request)>>),
+    Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<WsSocket>>>>),
+    Open(Box<WebSocket<WsSocket>>),
 }
 
 impl std::fmt::Debug for WsClient {
@@ -503,14 +527,15 @@ impl std::fmt::Debug for WsClient {
 
 impl WsClient {
     /// A WebSocket to `path` at `peer` over a connected or connecting
-    /// socket.
-    pub fn connect(
-        socket: mio::net::TcpStream,
-        peer: SocketAddr,
-        path: &str,
-    ) -> io::Result<WsClient> {
+    /// socket (`WsSocket::TlsClient` for WSS).
+    pub fn connect(socket: WsSocket, peer: SocketAddr, path: &str) -> io::Result<WsClient> {
         use tungstenite::client::IntoClientRequest;
-        let request = format!("ws://{peer}{path}")
+        let scheme = match socket {
+            WsSocket::Plain(_) => "ws",
+            #[cfg(feature = "tls")]
+            _ => "wss",
+        };
+        let request = format!("{scheme}://{peer}{path}")
             .into_client_request()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         Ok(WsClient {
@@ -642,9 +667,9 @@ impl Transport for WsClient {
 
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match &mut self.state {
-            ClientState::Open(ws) => Some(ws.get_mut()),
-            ClientState::Handshake(Some(mid)) => Some(mid.get_mut().get_mut()),
-            ClientState::Start(Some(start)) => Some(&mut start.0),
+            ClientState::Open(ws) => Some(ws.get_mut().tcp()),
+            ClientState::Handshake(Some(mid)) => Some(mid.get_mut().get_mut().tcp()),
+            ClientState::Start(Some(start)) => Some(start.0.tcp()),
             _ => None,
         }
     }
