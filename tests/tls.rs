@@ -516,33 +516,22 @@ fn endpoint_driver_clients_speak_tls() {
             std::time::Instant::now(),
         )
         .unwrap();
-    let mut events = mio::Events::with_capacity(64);
-    let start = std::time::Instant::now();
     let mut reply = None;
-    while reply.is_none() {
-        assert!(start.elapsed() < DEADLINE, "no echo over TLS");
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .unwrap();
-        for ev in events.iter() {
-            d.handle_event(ev);
-        }
-        d.handle_timeout(poll.registry(), std::time::Instant::now());
-        while let Some(ev) = d.poll_event() {
-            match ev {
-                DriverEvent::Endpoint(_, Event::Ready) => {
-                    d.endpoint(k).unwrap().dial(3).unwrap();
-                }
-                DriverEvent::Endpoint(_, Event::Dialed { conn_id, .. }) => {
-                    d.endpoint(k)
-                        .unwrap()
-                        .send(conn_id, b"via the driver")
-                        .unwrap();
-                }
-                DriverEvent::Endpoint(_, Event::Message { data, .. }) => reply = Some(data),
-                other => panic!("unexpected {other:?}"),
+    common::drive(&mut d, &mut poll, "an echo over TLS", |d, ev| {
+        match ev {
+            DriverEvent::Endpoint(_, Event::Ready) => {
+                d.endpoint(k).unwrap().dial(3).unwrap();
             }
+            DriverEvent::Endpoint(_, Event::Dialed { conn_id, .. }) => d
+                .endpoint(k)
+                .unwrap()
+                .send(conn_id, b"via the driver")
+                .unwrap(),
+            DriverEvent::Endpoint(_, Event::Message { data, .. }) => reply = Some(data),
+            other => panic!("unexpected {other:?}"),
         }
-    }
+        reply.is_some()
+    });
     assert_eq!(reply.unwrap(), b"echo: via the driver");
     drop(echo.join().unwrap());
 }

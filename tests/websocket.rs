@@ -263,36 +263,23 @@ fn endpoint_driver_clients_speak_websocket() {
             std::time::Instant::now(),
         )
         .unwrap();
-    let mut events = mio::Events::with_capacity(64);
-    let start = std::time::Instant::now();
     let mut replies = Vec::new();
-    while replies.len() < 3 {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no echo over WebSocket: {replies:?}"
-        );
-        poll.poll(&mut events, Some(std::time::Duration::from_millis(20)))
-            .unwrap();
-        for ev in events.iter() {
-            d.handle_event(ev);
-        }
-        d.handle_timeout(poll.registry(), std::time::Instant::now());
-        while let Some(ev) = d.poll_event() {
-            match ev {
-                DriverEvent::Endpoint(_, Event::Ready) => {
-                    d.endpoint(k).unwrap().dial(3).unwrap();
-                }
-                DriverEvent::Endpoint(_, Event::Dialed { conn_id, .. }) => {
-                    let ep = d.endpoint(k).unwrap();
-                    for m in [&b"a"[..], &[5u8; 60_000][..], b"c"] {
-                        ep.send(conn_id, m).unwrap();
-                    }
-                }
-                DriverEvent::Endpoint(_, Event::Message { data, .. }) => replies.push(data),
-                other => panic!("unexpected {other:?}"),
+    common::drive(&mut d, &mut poll, "echoes over WebSocket", |d, ev| {
+        match ev {
+            DriverEvent::Endpoint(_, Event::Ready) => {
+                d.endpoint(k).unwrap().dial(3).unwrap();
             }
+            DriverEvent::Endpoint(_, Event::Dialed { conn_id, .. }) => {
+                let ep = d.endpoint(k).unwrap();
+                for m in [&b"a"[..], &[5u8; 60_000][..], b"c"] {
+                    ep.send(conn_id, m).unwrap();
+                }
+            }
+            DriverEvent::Endpoint(_, Event::Message { data, .. }) => replies.push(data),
+            other => panic!("unexpected {other:?}"),
         }
-    }
+        replies.len() == 3
+    });
     assert_eq!(
         replies,
         vec![b"a".to_vec(), vec![5u8; 60_000], b"c".to_vec()]

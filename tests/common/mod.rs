@@ -258,3 +258,35 @@ pub fn pair(gw: &TestGateway, id: u32) -> (RawPeer, RawPeer, u32, u32) {
     assert_eq!(c, conn_id);
     (server, client, conn_id, client_id)
 }
+
+/// Runs `d` in `poll` until `on` (given every event) says to stop, within
+/// `DEADLINE`.
+pub fn drive(
+    d: &mut uniway::endpoint::driver::EndpointDriver,
+    poll: &mut Poll,
+    what: &str,
+    mut on: impl FnMut(
+        &mut uniway::endpoint::driver::EndpointDriver,
+        uniway::endpoint::driver::DriverEvent,
+    ) -> bool,
+) {
+    let mut events = mio::Events::with_capacity(64);
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not done in {DEADLINE:?}"
+        );
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), Instant::now());
+        while let Some(ev) = d.poll_event() {
+            if on(d, ev) {
+                return;
+            }
+        }
+    }
+}
