@@ -1,8 +1,8 @@
-//! Fuzz target; the checks are in `fuzz/checks/frame_decoder.rs`, shared with the
+//! Fuzz target; the checks are in `tests/fuzz_checks/frame_decoder.rs`, shared with the
 //! corpus replay of `tests/fuzz_corpus.rs`.
 #![no_main]
 
-#[path = "../checks/frame_decoder.rs"]
+#[path = "../../tests/fuzz_checks/frame_decoder.rs"]
 mod check;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

@@ -1,8 +1,8 @@
-//! Fuzz target; the checks are in `fuzz/checks/handshake.rs`, shared with the
+//! Fuzz target; the checks are in `tests/fuzz_checks/handshake.rs`, shared with the
 //! corpus replay of `tests/fuzz_corpus.rs`.
 #![no_main]
 
-#[path = "../checks/handshake.rs"]
+#[path = "../../tests/fuzz_checks/handshake.rs"]
 mod check;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

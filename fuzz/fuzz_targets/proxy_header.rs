@@ -1,8 +1,8 @@
-//! Fuzz target; the checks are in `fuzz/checks/proxy_header.rs`, shared
+//! Fuzz target; the checks are in `tests/fuzz_checks/proxy_header.rs`, shared
 //! with the corpus replay of `tests/fuzz_corpus.rs`.
 #![no_main]
 
-#[path = "../checks/proxy_header.rs"]
+#[path = "../../tests/fuzz_checks/proxy_header.rs"]
 mod check;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

@@ -1,8 +1,8 @@
-//! Fuzz target; the checks are in `fuzz/checks/ws_cutter.rs`, shared with
+//! Fuzz target; the checks are in `tests/fuzz_checks/ws_cutter.rs`, shared with
 //! the corpus replay of `tests/fuzz_corpus.rs`.
 #![no_main]
 
-#[path = "../checks/ws_cutter.rs"]
+#[path = "../../tests/fuzz_checks/ws_cutter.rs"]
 mod check;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));
