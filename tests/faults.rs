@@ -123,12 +123,7 @@ fn per_source_limits_spare_other_sources() {
     let burst: Vec<TcpStream> = (0..12)
         .map(|_| connect_from("127.0.0.4", gw.client_addr))
         .collect();
-    let served_count = burst
-        .into_iter()
-        .filter(|_| true)
-        .map(served)
-        .filter(|&ok| ok)
-        .count();
+    let served_count = burst.into_iter().map(served).filter(|&ok| ok).count();
     // The burst, plus at most what refilled while connecting.
     assert!(
         (5..=7).contains(&served_count),

@@ -183,7 +183,6 @@ impl Transport for Tls {
             IoStatus::Continue if full && self.conn.is_handshaking() => {
                 (taken, IoStatus::WouldBlock)
             }
-            IoStatus::Continue if full => (taken, IoStatus::Continue),
             status => (taken, status),
         }
     }

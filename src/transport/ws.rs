@@ -625,15 +625,13 @@ impl Transport for WsClient {
                 status => return (0, status),
             }
         }
-        let bytes: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-        let n = bytes.len();
         let ClientState::Open(ws) = &mut self.state else {
             return (0, IoStatus::WouldBlock);
         };
         // Messages may be cut anywhere; small ones stay under any listener's
         // message limit (a frame's size).
         let mut sent = 0;
-        for piece in bytes.chunks(CLIENT_MESSAGE) {
+        for piece in bufs.iter().flat_map(|b| b.chunks(CLIENT_MESSAGE)) {
             match ws.write(Message::binary(piece.to_vec())) {
                 Ok(()) => {
                     self.unflushed = true;
@@ -643,7 +641,7 @@ impl Transport for WsClient {
                 Err(e) => return (sent, ws_status(&e, self.peer)),
             }
         }
-        (n, self.flush())
+        (sent, self.flush())
     }
 
     fn shutdown_write(&mut self) -> IoStatus {
