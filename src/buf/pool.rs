@@ -62,8 +62,6 @@ const OWN_PAGE: u8 = u8::MAX;
 struct Class {
     size: usize,
     free: Vec<(u32, u32)>,
-    /// Pages of this class with no chunk checked out.
-    empty_pages: u32,
 }
 
 /// Counters of the pool, for `stats()` and `lookup heap`.
@@ -84,23 +82,28 @@ pub struct PoolStats {
 /// stay in the process after it is freed).
 struct Page {
     mem: MmapMut,
-    /// Chunks of this page checked out.
-    used: u32,
     /// Its size class (or `OWN_PAGE`).
     class: u8,
-    /// The trim at which it was last seen empty with the one before it
-    /// (two trims in a row empty: it goes).
-    empty_at: Option<u64>,
+    /// The last trim found it empty and untouched since the one before.
+    seen_empty: bool,
 }
+
+/// In `Pool::uses`: the page had a chunk checked out since the last trim.
+const TOUCHED: u32 = 1 << 31;
 
 /// A pool of chunks in size classes.
 pub struct Pool {
     pages: Slab<Page>,
+    /// Per page (by its key): chunks checked out, and `TOUCHED`. Kept
+    /// apart from the pages so checking out and giving back touch one
+    /// word.
+    uses: Vec<u32>,
+    /// A page became empty since the last trim, or the last trim saw empty
+    /// pages it will release at the next.
+    trim_wanted: bool,
     classes: Vec<Class>,
     page_size: usize,
     stats: PoolStats,
-    /// Trims so far.
-    trims: u64,
 }
 
 impl Pool {
@@ -112,7 +115,6 @@ impl Pool {
             classes.push(Class {
                 size: size.min(cfg.max_chunk),
                 free: Vec::new(),
-                empty_pages: 0,
             });
             if size >= cfg.max_chunk || classes.len() >= usize::from(OWN_PAGE) - 1 {
                 break;
@@ -124,7 +126,8 @@ impl Pool {
             classes,
             page_size: cfg.page_size.max(cfg.max_chunk),
             stats: PoolStats::default(),
-            trims: 0,
+            uses: Vec::new(),
+            trim_wanted: false,
         }
     }
 
@@ -137,15 +140,16 @@ impl Pool {
         };
         self.stats.pages += 1;
         self.stats.page_bytes += len;
-        if let Some(c) = self.classes.get_mut(usize::from(class)) {
-            c.empty_pages += 1;
-        }
-        self.pages.insert(Page {
+        let key = self.pages.insert(Page {
             mem,
-            used: 0,
             class,
-            empty_at: None,
-        }) as u32
+            seen_empty: false,
+        });
+        if self.uses.len() <= key {
+            self.uses.resize(key + 1, 0);
+        }
+        self.uses[key] = 0;
+        key as u32
     }
 
     /// Gives back to the operating system the pages that were empty at
@@ -154,38 +158,36 @@ impl Pool {
     /// burst took within two seconds of its end, while a steady load keeps
     /// its pages. Returns the pages released.
     pub fn trim(&mut self) -> usize {
-        self.trims += 1;
-        let now = self.trims;
         let mut spare = vec![false; self.classes.len()];
         let mut release = Vec::new();
+        let mut waiting = false;
         for (key, page) in self.pages.iter_mut() {
-            if page.used > 0 || page.class == OWN_PAGE {
-                page.empty_at = None;
+            let uses = self.uses[key];
+            self.uses[key] = uses & !TOUCHED;
+            if uses & !TOUCHED > 0 || page.class == OWN_PAGE {
+                page.seen_empty = false;
                 continue;
             }
+            // Empty now, untouched since the last trim, and empty then too.
+            let long_empty = uses & TOUCHED == 0 && page.seen_empty;
+            page.seen_empty = true;
             let class = usize::from(page.class);
-            // Empty since an earlier trim (taking a chunk clears the mark).
-            let long_empty = page.empty_at.is_some_and(|at| at < now);
-            page.empty_at.get_or_insert(now);
             if !spare[class] {
                 // The first empty page of each class stays.
                 spare[class] = true;
-                continue;
-            }
-            if long_empty {
+            } else if long_empty {
                 release.push(key);
+            } else {
+                waiting = true;
             }
         }
-        if release.is_empty() {
-            return 0;
-        }
+        self.trim_wanted = waiting;
         for &key in &release {
             let page = self.pages.remove(key);
             self.stats.pages -= 1;
             self.stats.page_bytes -= page.mem.len();
             let class = &mut self.classes[usize::from(page.class)];
             class.free.retain(|&(p, _)| p as usize != key);
-            class.empty_pages -= 1;
         }
         release.len()
     }
@@ -237,19 +239,16 @@ impl Pool {
     fn checked_out(&mut self, c: Chunk) -> Chunk {
         self.stats.chunks_in_use += 1;
         self.stats.bytes_in_use += c.size();
-        let page = &mut self.pages[c.page as usize];
-        if page.used == 0 && page.class != OWN_PAGE {
-            self.classes[usize::from(page.class)].empty_pages -= 1;
-        }
-        page.used += 1;
-        page.empty_at = None;
+        let uses = &mut self.uses[c.page as usize];
+        *uses = (*uses + 1) | TOUCHED;
         c
     }
 
-    /// Whether [`trim`](Self::trim) has pages to give back now or at the
-    /// next call: some size class has more than its one spare empty page.
+    /// Whether [`trim`](Self::trim) may have pages to give back now or at
+    /// the next call: a page became empty since the last trim, or the last
+    /// trim saw pages to release at the next.
     pub fn wants_trim(&self) -> bool {
-        self.classes.iter().any(|c| c.empty_pages > 1)
+        self.trim_wanted
     }
 
     /// Gives a chunk back.
@@ -261,10 +260,10 @@ impl Pool {
             self.stats.pages -= 1;
             self.stats.page_bytes -= page.mem.len();
         } else {
-            let page = &mut self.pages[c.page as usize];
-            page.used -= 1;
-            if page.used == 0 {
-                self.classes[usize::from(c.class)].empty_pages += 1;
+            let uses = &mut self.uses[c.page as usize];
+            *uses -= 1;
+            if *uses & !TOUCHED == 0 {
+                self.trim_wanted = true;
             }
             self.classes[usize::from(c.class)]
                 .free
