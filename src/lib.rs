@@ -40,6 +40,7 @@ pub mod listen;
 #[doc = include_str!("../docs/protocol.md")]
 pub mod protocol {}
 pub mod side;
+pub mod snet;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod tokens;
