@@ -20,6 +20,7 @@
 
 mod mem;
 mod ready;
+mod snet;
 mod stream;
 mod tcp;
 #[cfg(feature = "tls")]
@@ -32,6 +33,7 @@ use std::net::SocketAddr;
 
 pub use self::mem::MemPipe;
 pub use self::ready::Ready;
+pub use self::snet::Snet;
 pub use self::stream::Stream;
 pub use self::tcp::Tcp;
 #[cfg(feature = "tls")]
