@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub use crate::buf::PoolConfig;
 pub use crate::side::Side;
+pub use crate::snet::SnetSettings;
 use crate::wire::DEFAULT_MAX_PACKET;
 
 /// Settings that differ between the client side and the server side.
@@ -33,6 +34,40 @@ pub struct SideConfig {
     /// `lookup conns` and the per-source limits. A connection without a
     /// valid header within the handshake timeout is closed.
     pub proxy_protocol: bool,
+    /// Connections of this side on plain TCP listeners speak snet
+    /// (`*SnetEnable` and the other `*Snet*` flags): their streams survive
+    /// reconnects. `None`: off.
+    pub snet: Option<SnetConfig>,
+}
+
+/// snet settings of one side (`docs/protocol.md` §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnetConfig {
+    /// Encryption and resend buffer size (`*SnetEncrypt`, `*SnetBuffer`).
+    pub settings: SnetSettings,
+    /// How long a new link has to send its request (`*SnetInitTimeout`).
+    pub init_timeout: Duration,
+    /// How long a stream whose link broke waits for a reconnect
+    /// (`*SnetWaitTimeout`).
+    pub wait_timeout: Duration,
+}
+
+impl SnetConfig {
+    /// The `fastway` defaults for `side`: no encryption, a 32 KiB (client)
+    /// or 1 MiB (server) buffer, 10 s to handshake, 60 s to reconnect.
+    pub fn defaults(side: Side) -> SnetConfig {
+        SnetConfig {
+            settings: SnetSettings {
+                encrypt: false,
+                buffer: match side {
+                    Side::Client => 32 * 1024,
+                    Side::Server => 1024 * 1024,
+                },
+            },
+            init_timeout: Duration::from_secs(10),
+            wait_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// New connections per second from one source, with bursts
@@ -90,6 +125,7 @@ impl Default for Config {
                 send_queue_bytes: 4 * 1024 * 1024,
                 max_conns: None,
                 proxy_protocol: false,
+                snet: None,
             },
             server: SideConfig {
                 max_vconns: None,
@@ -99,6 +135,7 @@ impl Default for Config {
                 send_queue_bytes: 256 * 1024 * 1024,
                 max_conns: None,
                 proxy_protocol: false,
+                snet: None,
             },
             pool: PoolConfig::default(),
             max_clients_per_ip: None,
@@ -192,6 +229,36 @@ impl Config {
             }
             if side.send_queue_msgs == 0 || side.send_queue_bytes == 0 {
                 return Err(bad(queue_flag, "must be greater than zero"));
+            }
+        }
+        for (side, prefix) in [(&self.client, "Client"), (&self.server, "Server")] {
+            let Some(snet) = side.snet else { continue };
+            let flag = |name: &str| -> &'static str {
+                match (prefix, name) {
+                    ("Client", "Buffer") => "ClientSnetBuffer",
+                    ("Client", "Init") => "ClientSnetInitTimeout",
+                    ("Client", "Wait") => "ClientSnetWaitTimeout",
+                    ("Client", _) => "ClientSnetEnable",
+                    ("Server", "Buffer") => "ServerSnetBuffer",
+                    ("Server", "Init") => "ServerSnetInitTimeout",
+                    ("Server", "Wait") => "ServerSnetWaitTimeout",
+                    _ => "ServerSnetEnable",
+                }
+            };
+            if snet.settings.buffer == 0 {
+                return Err(bad(flag("Buffer"), "must be greater than zero"));
+            }
+            if snet.init_timeout.is_zero() {
+                return Err(bad(flag("Init"), "must be greater than zero"));
+            }
+            if snet.wait_timeout.is_zero() {
+                return Err(bad(flag("Wait"), "must be greater than zero"));
+            }
+            if side.proxy_protocol {
+                return Err(bad(
+                    flag("Enable"),
+                    format!("cannot be used together with {prefix}ProxyProtocol"),
+                ));
             }
         }
         if self.client.max_vconns == Some(0) {

@@ -65,21 +65,26 @@ pub fn render_stats(s: &Stats) -> String {
 }
 
 /// One line per connection: side, ID, peer, vconns, queued bytes and
-/// messages, idle time.
+/// messages, idle time, and its link: `up`, or for an snet stream whose
+/// link is down `waiting:<ms left>`.
 pub fn render_conns(conns: &[ConnInfo]) -> String {
-    let mut out = String::from("side id peer vconns queued_bytes queued_msgs idle_ms\n");
+    let mut out = String::from("side id peer vconns queued_bytes queued_msgs idle_ms link\n");
     for c in conns {
         let id = c.id.map_or("-".to_string(), |i| i.to_string());
         let _ = writeln!(
             out,
-            "{} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {}",
             c.side,
             id,
             c.peer,
             c.vconns,
             c.queued_bytes,
             c.queued_msgs,
-            c.idle.as_millis()
+            c.idle.as_millis(),
+            match c.snet_waiting {
+                Some(left) => format!("waiting:{}", left.as_millis()),
+                None => "up".to_string(),
+            }
         );
     }
     out

@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::value::{parse_bool, parse_count, parse_duration, parse_size};
-use crate::config::{AcceptRate, Config};
+use crate::config::{AcceptRate, Config, Side, SnetConfig};
 use crate::tls::TlsFiles;
 
 /// What a flag's value is.
@@ -90,7 +90,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
     flag("--ClientIdleTimeout", Kind::Duration, "30s", "close a client silent for this long; clients must ping sooner"),
     flag("--ClientSendChanSize", Kind::Count, "1000", "most messages queued to one client before it counts as a slow consumer"),
-    flag("--ClientSnetEnable", Kind::Bool, "false", "speak snet with clients (not supported by this build)"),
+    flag("--ClientSnetEnable", Kind::Bool, "false", "clients speak snet: links that survive reconnects (plain TCP listener)"),
     flag("--ClientSnetEncrypt", Kind::Bool, "false", "encrypt client snet streams"),
     flag("--ClientSnetBuffer", Kind::Size, "32K", "snet resend buffer per client connection"),
     flag("--ClientSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for clients"),
@@ -106,7 +106,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--ServerBufferSize", Kind::Size, "64K", "read buffer size per server connection"),
     flag("--ServerIdleTimeout", Kind::Duration, "30s", "close a server silent for this long"),
     flag("--ServerSendChanSize", Kind::Count, "100000", "most messages queued to one server"),
-    flag("--ServerSnetEnable", Kind::Bool, "false", "speak snet with servers (not supported by this build)"),
+    flag("--ServerSnetEnable", Kind::Bool, "false", "servers speak snet: links that survive reconnects (plain TCP listener)"),
     flag("--ServerSnetEncrypt", Kind::Bool, "false", "encrypt server snet streams"),
     flag("--ServerSnetBuffer", Kind::Size, "1M", "snet resend buffer per server connection"),
     flag("--ServerSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for servers"),
@@ -141,6 +141,10 @@ pub struct Options {
     /// TLS on the server listener (`ServerTlsCert`, `ServerTlsKey`,
     /// `ServerTlsClientCA`).
     pub server_tls: Option<TlsFiles>,
+    /// snet per side, client then server (`*SnetEnable`).
+    pub snet_on: [bool; 2],
+    /// The other `*Snet*` flags per side, applied when snet is on.
+    pub snet: [SnetConfig; 2],
 }
 
 impl Default for Options {
@@ -158,6 +162,11 @@ impl Default for Options {
             ws_origins: Vec::new(),
             ws_tls: None,
             server_tls: None,
+            snet_on: [false; 2],
+            snet: [
+                SnetConfig::defaults(Side::Client),
+                SnetConfig::defaults(Side::Server),
+            ],
         }
     }
 }
@@ -319,6 +328,18 @@ pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<
     if let Some(rate) = &mut opts.config.accept_rate_per_ip {
         rate.burst = opts.accept_burst;
     }
+    for (on, tls, name) in [
+        (opts.snet_on[0], opts.client_tls.is_some(), "Client"),
+        (opts.snet_on[1], opts.server_tls.is_some(), "Server"),
+    ] {
+        if on && tls {
+            return Err(FlagError(format!(
+                "flag -{name}SnetEnable cannot be used with -{name}TlsCert: snet runs over plain TCP (use one or the other)"
+            )));
+        }
+    }
+    opts.config.client.snet = opts.snet_on[0].then_some(opts.snet[0]);
+    opts.config.server.snet = opts.snet_on[1].then_some(opts.snet[1]);
     if !key_flag && !from_file {
         if let Some(key) = env_key.filter(|k| !k.is_empty()) {
             let key = key
@@ -386,12 +407,10 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
     let size = || parse_size(v).and_then(usize_of);
     let count = || parse_count(v).and_then(usize_of);
     let dur = || parse_duration(v);
-    let unsupported = |on: bool| -> Result<(), String> {
-        if on {
-            Err("snet is not supported by this build of fastway".into())
-        } else {
-            Ok(())
-        }
+    let side = if spec.name().starts_with("Client") {
+        0
+    } else {
+        1
     };
     match spec.name() {
         "ReusePort" => o.reuse_port = parse_bool(v)?,
@@ -439,18 +458,14 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         "ServerSendChanSize" => c.server.send_queue_msgs = count()?,
         "ServerAuthKey" | "ServerAuthPassword" => c.auth_key = v.as_bytes().to_vec(),
         "ServerAuthKeyFile" => c.auth_key = read_key_file(v)?,
-        "ClientSnetEnable" | "ServerSnetEnable" => unsupported(parse_bool(v)?)?,
-        "ClientSnetEncrypt" | "ServerSnetEncrypt" => {
-            parse_bool(v)?;
+        "ClientSnetEnable" | "ServerSnetEnable" => o.snet_on[side] = parse_bool(v)?,
+        "ClientSnetEncrypt" | "ServerSnetEncrypt" => o.snet[side].settings.encrypt = parse_bool(v)?,
+        "ClientSnetBuffer" | "ServerSnetBuffer" => o.snet[side].settings.buffer = size()?,
+        "ClientSnetInitTimeout" | "ServerSnetInitTimeout" => {
+            o.snet[side].init_timeout = nonzero(dur()?)?
         }
-        "ClientSnetBuffer" | "ServerSnetBuffer" => {
-            size()?;
-        }
-        "ClientSnetInitTimeout"
-        | "ServerSnetInitTimeout"
-        | "ClientSnetWaitTimeout"
-        | "ServerSnetWaitTimeout" => {
-            dur()?;
+        "ClientSnetWaitTimeout" | "ServerSnetWaitTimeout" => {
+            o.snet[side].wait_timeout = nonzero(dur()?)?
         }
         other => return Err(format!("flag {other} has no meaning here")),
     }
@@ -715,7 +730,12 @@ mod tests {
             (&["-ClientAddr"], "-ClientAddr"),
             (&["-ClientMaxConn=0"], "ClientMaxConn"),
             (&["-MemPoolFactor=1"], "MemPoolFactor"),
-            (&["-ClientSnetEnable"], "-ClientSnetEnable"),
+            (&["-ClientSnetEnable=maybe"], "-ClientSnetEnable"),
+            (&["-ServerSnetWaitTimeout=0s"], "-ServerSnetWaitTimeout"),
+            (
+                &["-ClientSnetEnable", "-ClientProxyProtocol"],
+                "ClientSnetEnable",
+            ),
             (&["stray"], "stray"),
         ];
         for (args, name) in cases {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::snet::SnetSettings;
 use crate::wire::DEFAULT_MAX_PACKET;
 
 /// Decides, when the gateway has not answered a Ping within the ping
@@ -37,7 +38,41 @@ pub struct EndpointConfig {
     pub server_id: u32,
     /// The key a server endpoint proves in the handshake.
     pub auth_key: Vec<u8>,
+    /// Speak snet with the gateway (its `*SnetEnable` side): the link is
+    /// redialled when it breaks and the stream resumes. `None`: plain TCP.
+    pub snet: Option<EndpointSnet>,
 }
+
+/// An endpoint's snet settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointSnet {
+    /// Encryption (must match the gateway's `*SnetEncrypt`) and the resend
+    /// buffer size (the gateway's `*SnetBuffer` is the usual choice).
+    pub settings: SnetSettings,
+    /// How often a broken link is dialled again (the first time at once).
+    pub redial_every: Duration,
+    /// How long to keep trying before the endpoint fails (the gateway's
+    /// `*SnetWaitTimeout`: after it, the gateway has forgotten the stream).
+    pub give_up_after: Duration,
+}
+
+impl Default for EndpointSnet {
+    /// No encryption, a 32 KiB buffer, a redial every 3 s (as the
+    /// reference client does) for up to 60 s.
+    fn default() -> Self {
+        EndpointSnet {
+            settings: SnetSettings {
+                encrypt: false,
+                buffer: 32 * 1024,
+            },
+            redial_every: DEFAULT_REDIAL,
+            give_up_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How often an snet endpoint redials a broken link by default.
+pub const DEFAULT_REDIAL: Duration = Duration::from_secs(3);
 
 /// How often an endpoint pings by default: well inside the gateway's
 /// default 30 s idle timeout.
@@ -59,6 +94,7 @@ impl Default for EndpointConfig {
             timeout_callback: None,
             server_id: 0,
             auth_key: Vec::new(),
+            snet: None,
         }
     }
 }
@@ -75,6 +111,7 @@ impl fmt::Debug for EndpointConfig {
             .field("timeout_callback", &self.timeout_callback.is_some())
             .field("server_id", &self.server_id)
             .field("auth_key", &"<hidden>")
+            .field("snet", &self.snet)
             .finish()
     }
 }
@@ -115,6 +152,16 @@ impl EndpointConfig {
         }
         if self.buffer_size < 64 {
             return bad("buffer_size must be at least 64");
+        }
+        if let Some(snet) = &self.snet {
+            if snet.settings.buffer == 0
+                || snet.redial_every.is_zero()
+                || snet.give_up_after.is_zero()
+            {
+                return bad(
+                    "snet buffer, redial_every and give_up_after must be greater than zero",
+                );
+            }
         }
         if self.send_queue_size == 0 || self.recv_queue_size == 0 {
             return bad("send_queue_size and recv_queue_size must be greater than zero");

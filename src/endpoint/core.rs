@@ -12,6 +12,7 @@ use std::fmt;
 use std::time::Instant;
 
 use super::config::EndpointConfig;
+use crate::snet::SnetError;
 use crate::wire::{
     self, Challenge, Command, CommandError, FrameError, Origin, Status, CHALLENGE_LEN,
 };
@@ -105,6 +106,13 @@ pub enum EndpointError {
     PingTimeout,
     /// The endpoint was closed locally.
     Closed,
+    /// The snet stream could not go on: the gateway refused the handshake
+    /// or a reconnect (it no longer knows the stream, or the resend buffer
+    /// no longer holds what was lost).
+    Snet(SnetError),
+    /// The snet link stayed broken for longer than the endpoint keeps
+    /// redialling.
+    SnetGaveUp,
 }
 
 impl fmt::Display for EndpointError {
@@ -124,6 +132,10 @@ impl fmt::Display for EndpointError {
             EndpointError::Disconnected => f.write_str("connection to the gateway ended"),
             EndpointError::PingTimeout => f.write_str("gateway did not answer pings in time"),
             EndpointError::Closed => f.write_str("endpoint closed"),
+            EndpointError::Snet(e) => write!(f, "snet stream failed: the gateway {e}"),
+            EndpointError::SnetGaveUp => {
+                f.write_str("snet link to the gateway stayed broken; gave up redialling")
+            }
         }
     }
 }
@@ -361,6 +373,25 @@ impl Endpoint {
     /// Closes the endpoint: every vconn ends, pending dials fail.
     pub fn close(&mut self) {
         self.fail(EndpointError::Closed);
+    }
+
+    /// Ends the endpoint with `e` (e.g. a failure of the link under it);
+    /// returns the failure in force.
+    pub fn failed(&mut self, e: EndpointError) -> EndpointError {
+        self.fail(e)
+    }
+
+    /// The link under an snet stream broke: the keep-alive pauses (an
+    /// unanswered Ping is not the gateway's fault) until
+    /// [`link_up`](Self::link_up). Output keeps queueing.
+    pub fn link_down(&mut self) {
+        self.ping_sent = None;
+        self.next_ping = None;
+    }
+
+    /// The snet stream is back on a new link: the keep-alive starts again.
+    pub fn link_up(&mut self, now: Instant) {
+        self.next_ping = self.cfg.ping_interval.map(|i| now + i);
     }
 
     /// The connection to the gateway ended.

@@ -22,7 +22,8 @@ use slab::Slab;
 use super::config::{EndpointConfig, EndpointConfigError};
 use super::core::{Endpoint, EndpointError, Event, Role};
 use crate::tokens::TokenRange;
-use crate::transport::{IoStatus, Ready, Stream, Tcp, Transport};
+use crate::transport::{IoStatus, Ready, Snet, Stream, Tcp, Transport};
+use log::debug;
 
 /// What a WSS client checks the gateway's certificate with.
 #[cfg(all(feature = "ws", feature = "tls"))]
@@ -51,6 +52,40 @@ struct Slot {
     ep: Endpoint,
     io: Stream,
     ready: Ready,
+    /// For an snet endpoint: where and when to redial.
+    redial: Option<Redial>,
+}
+
+/// Where an snet endpoint redials a broken link, and when.
+struct Redial {
+    addr: SocketAddr,
+    every: Duration,
+    give_up_after: Duration,
+    /// While the link is down: the next attempt.
+    next: Instant,
+    /// While the link is down: when to give up; `None` while it is up.
+    until: Option<Instant>,
+}
+
+impl Slot {
+    /// Why the link's end is the endpoint's end.
+    fn link_failure(&mut self) -> EndpointError {
+        match self.io.snet_failure() {
+            Some(e) => self.ep.failed(EndpointError::Snet(e)),
+            None => self.ep.disconnected(),
+        }
+    }
+
+    /// When the driver must next act for this slot's link.
+    fn redial_due(&self) -> Option<Instant> {
+        let r = self.redial.as_ref()?;
+        let until = r.until?;
+        Some(if self.io.is_detached() {
+            r.next.min(until)
+        } else {
+            until
+        })
+    }
 }
 
 /// Endpoints driven by a caller-owned mio `Poll`.
@@ -87,10 +122,29 @@ impl EndpointDriver {
         now: Instant,
     ) -> io::Result<usize> {
         let stream = TcpStream::connect(addr)?;
-        self.add(registry, stream, role, cfg, now)
+        match cfg.snet {
+            Some(snet) => {
+                let key = self.add_with(registry, stream, role, cfg, now, |s| {
+                    Snet::connect(Tcp::new(s, addr), snet.settings)
+                        .map(|t| Stream::Snet(Box::new(t)))
+                        .map_err(|e| io::Error::other(e.to_string()))
+                })?;
+                self.slots[key].redial = Some(Redial {
+                    addr,
+                    every: snet.redial_every,
+                    give_up_after: snet.give_up_after,
+                    next: now,
+                    until: None,
+                });
+                Ok(key)
+            }
+            None => self.add(registry, stream, role, cfg, now),
+        }
     }
 
-    /// Adds an endpoint over a stream that is connected or connecting.
+    /// Adds an endpoint over a stream that is connected or connecting
+    /// (plain TCP; an snet endpoint, which must know where to redial, is
+    /// made with [`connect`](Self::connect)).
     pub fn add(
         &mut self,
         registry: &Registry,
@@ -187,6 +241,7 @@ impl EndpointDriver {
             ep: Endpoint::new(role, cfg, now),
             io,
             ready: Ready::EMPTY,
+            redial: None,
         });
         self.active.push(key);
         Ok(key)
@@ -238,7 +293,8 @@ impl EndpointDriver {
         }
         self.slots
             .iter()
-            .filter_map(|(_, s)| s.ep.poll_timeout())
+            .flat_map(|(_, s)| [s.ep.poll_timeout(), s.redial_due()])
+            .flatten()
             .min()
             .map(|at| at.saturating_duration_since(now))
     }
@@ -251,12 +307,20 @@ impl EndpointDriver {
         let timers: Vec<usize> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.ep.poll_timeout().is_some_and(|at| at <= now))
+            .filter(|(_, s)| {
+                [s.ep.poll_timeout(), s.redial_due()]
+                    .into_iter()
+                    .flatten()
+                    .any(|at| at <= now)
+            })
             .map(|(k, _)| k)
             .collect();
         active.extend(timers);
         for &key in &active {
-            if let Err(e) = self.work(key, now) {
+            let result = self
+                .redial(registry, key, now)
+                .and_then(|()| self.work(key, now));
+            if let Err(e) = result {
                 self.remove(registry, key, e);
             }
         }
@@ -266,10 +330,58 @@ impl EndpointDriver {
         }
     }
 
+    /// For an snet endpoint whose link is down: dials again when due, or
+    /// gives up once the time is over.
+    fn redial(
+        &mut self,
+        registry: &Registry,
+        key: usize,
+        now: Instant,
+    ) -> Result<(), EndpointError> {
+        let token = Token(self.range.start + key);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(r) = slot.redial.as_mut() else {
+            return Ok(());
+        };
+        let Some(until) = r.until else {
+            return Ok(());
+        };
+        if now >= until {
+            return Err(slot.ep.failed(EndpointError::SnetGaveUp));
+        }
+        if !slot.io.is_detached() || now < r.next {
+            return Ok(());
+        }
+        r.next = now + r.every;
+        let addr = r.addr;
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => {
+                debug!("snet redial to {addr}: {e}");
+                return Ok(());
+            }
+        };
+        if let Err(e) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            debug!("snet redial to {addr}: {e}");
+            return Ok(());
+        }
+        let _ = stream.set_nodelay(true);
+        if let Stream::Snet(t) = &mut slot.io {
+            t.reattach(Tcp::new(stream, addr));
+        }
+        slot.ready = Ready::EMPTY;
+        Ok(())
+    }
+
     fn work(&mut self, key: usize, now: Instant) -> Result<(), EndpointError> {
         let Some(slot) = self.slots.get_mut(key) else {
             return Ok(());
         };
+        let handshaking = slot.io.is_handshaking();
         let mut reads = 0;
         while slot.ready.is_readable() && reads < READS_PER_TURN {
             reads += 1;
@@ -278,7 +390,18 @@ impl EndpointDriver {
             match status {
                 IoStatus::Continue => {}
                 IoStatus::WouldBlock => slot.ready.remove(Ready::READABLE),
-                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.ep.disconnected()),
+                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.link_failure()),
+            }
+        }
+        if handshaking && !slot.io.is_handshaking() && !slot.io.is_detached() {
+            // The transport's own handshake is done: what waited behind it
+            // can be written (a full socket will say so itself).
+            slot.ready |= Ready::WRITABLE;
+            if let Some(r) = slot.redial.as_mut() {
+                if r.until.take().is_some() {
+                    debug!("snet link to {} restored", r.addr);
+                    slot.ep.link_up(now);
+                }
             }
         }
         if slot.ready.is_readable() {
@@ -295,7 +418,20 @@ impl EndpointDriver {
             match status {
                 IoStatus::Continue => {}
                 IoStatus::WouldBlock => slot.ready.remove(Ready::WRITABLE),
-                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.ep.disconnected()),
+                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.link_failure()),
+            }
+        }
+        if slot.io.is_detached() {
+            if let Some(r) = slot.redial.as_mut() {
+                if r.until.is_none() {
+                    debug!("snet link to {} lost; redialling", r.addr);
+                    r.until = Some(now + r.give_up_after);
+                    r.next = now;
+                    slot.ep.link_down();
+                    slot.ready = Ready::EMPTY;
+                    // The first attempt goes at once.
+                    self.active.push(key);
+                }
             }
         }
         Ok(())

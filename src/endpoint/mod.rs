@@ -15,8 +15,8 @@ mod error;
 
 pub use self::blocking::{Client, Server, VirtualConn};
 pub use self::config::{
-    EndpointConfig, EndpointConfigError, FormatError, MsgFormat, Raw, Text, TimeoutCallback,
-    DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
+    EndpointConfig, EndpointConfigError, EndpointSnet, FormatError, MsgFormat, Raw, Text,
+    TimeoutCallback, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REDIAL,
 };
 pub use self::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
 pub use self::error::{AcceptError, ConnectError, DialError, RecvError};

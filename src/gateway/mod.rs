@@ -42,7 +42,7 @@ pub use self::vconn::MAX_VCONNS;
 use crate::config::{Config, ConfigError};
 pub use crate::side::Side;
 pub use crate::tokens::TokenRange;
-use crate::transport::{Ready, Stream, Tcp};
+use crate::transport::{Ready, Snet, Stream, Tcp};
 
 /// Tokens reserved at the start of a gateway's range for listeners.
 pub const LISTENER_SLOTS: usize = 16;
@@ -318,12 +318,29 @@ impl Gateway {
             // keeps the registry's view exact.
             tcp.deregister(registry);
         }
+        self.relink(registry);
         if self.core.has_room() {
             for l in &mut self.listeners {
                 l.full = false;
             }
         }
         self.accept_pending(registry, now);
+    }
+
+    /// Registers the sockets that moved into an snet stream's connection
+    /// under that connection's token (they came in under their own).
+    fn relink(&mut self, registry: &Registry) {
+        let keys: Vec<usize> = self.core.take_relinked().collect();
+        for key in keys {
+            let token = Token(self.range.start + LISTENER_SLOTS + key);
+            if let Some(source) = self.core.source(key) {
+                if let Err(e) =
+                    registry.reregister(source, token, Interest::READABLE | Interest::WRITABLE)
+                {
+                    warn!("cannot register a resumed snet link: {e}");
+                }
+            }
+        }
     }
 
     fn accept_pending(&mut self, registry: &Registry, now: Instant) {
@@ -488,7 +505,13 @@ fn accept_one(
         }
         #[cfg(not(feature = "ws"))]
         (_, Some(never)) => match *never {},
-        (None, None) => Stream::Tcp(Tcp::new(stream, peer)),
+        (None, None) => match core.config().side(side).snet {
+            Some(snet) => Stream::Snet(Box::new(Snet::accept(
+                Tcp::new(stream, peer),
+                snet.settings,
+            ))),
+            None => Stream::Tcp(Tcp::new(stream, peer)),
+        },
         #[cfg(feature = "tls")]
         (Some(config), None) => match crate::transport::Tls::accept(stream, peer, config.clone()) {
             Ok(t) => Stream::Tls(Box::new(t)),

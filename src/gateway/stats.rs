@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::buf::PoolStats;
+use crate::snet::SnetError;
 use crate::wire::{CommandError, FrameError};
 
 /// Why a physical connection was closed.
@@ -34,6 +35,12 @@ pub enum CloseReason {
     Refused,
     /// The gateway is shutting down.
     Shutdown,
+    /// An snet stream's link broke and no reconnect came within the wait
+    /// timeout.
+    SnetExpired,
+    /// A new link that resumed an snet stream: the link now serves that
+    /// stream's connection, and this one (which never had an ID) is gone.
+    SnetResumed,
 }
 
 impl fmt::Display for CloseReason {
@@ -55,6 +62,10 @@ impl fmt::Display for CloseReason {
             ),
             CloseReason::Refused => f.write_str("refused by a connection limit"),
             CloseReason::Shutdown => f.write_str("gateway shutting down"),
+            CloseReason::SnetExpired => {
+                f.write_str("snet link lost and not back within the wait timeout")
+            }
+            CloseReason::SnetResumed => f.write_str("link moved into the snet stream it resumed"),
         }
     }
 }
@@ -73,6 +84,8 @@ pub enum ProtocolError {
     },
     /// A connection that should start with a PROXY header did not.
     Proxy(ProxyError),
+    /// A bad snet request or reconnect.
+    Snet(SnetError),
 }
 
 /// What was wrong with a PROXY protocol header.
@@ -108,6 +121,7 @@ impl fmt::Display for ProtocolError {
                 "data frame on vconn {conn_id}, which belongs to other connections"
             ),
             ProtocolError::Proxy(e) => e.fmt(f),
+            ProtocolError::Snet(e) => write!(f, "snet: {e}"),
         }
     }
 }
@@ -203,6 +217,30 @@ pub struct Stats {
     pub partial_budget_cuts: u64,
     /// Total: connections closed by socket errors or EOF.
     pub peer_closes: u64,
+    /// Gauge: snet streams whose link is down, waiting for a reconnect.
+    pub snet_waiting: usize,
+    /// Total: snet streams opened (handshakes done).
+    pub snet_handshakes: u64,
+    /// Total: snet links lost (the stream then waits).
+    pub snet_links_lost: u64,
+    /// Total: snet streams resumed over a new link.
+    pub snet_resumes: u64,
+    /// Total: reconnects for an snet stream that does not exist (or
+    /// expired); the new link was closed.
+    pub snet_resume_unknown: u64,
+    /// Total: reconnects with a wrong digest; the new link was closed.
+    pub snet_resume_bad_digest: u64,
+    /// Total: reconnects whose counters could not be resumed from
+    /// (impossible counts, or bytes no longer in the resend buffer); the
+    /// stream was closed for good.
+    pub snet_resume_failed: u64,
+    /// Total: reconnects refused because the stream reconnected too often.
+    pub snet_resume_flood: u64,
+    /// Total: bad snet requests (a zero public key).
+    pub snet_bad_requests: u64,
+    /// Total: snet streams closed because their link stayed down for the
+    /// wait timeout.
+    pub snet_expired: u64,
 }
 
 impl Stats {
@@ -252,6 +290,16 @@ impl Stats {
             ("partial_frames_dropped", self.partial_frames_dropped),
             ("partial_budget_cuts", self.partial_budget_cuts),
             ("peer_closes", self.peer_closes),
+            ("snet_waiting", self.snet_waiting as u64),
+            ("snet_handshakes", self.snet_handshakes),
+            ("snet_links_lost", self.snet_links_lost),
+            ("snet_resumes", self.snet_resumes),
+            ("snet_resume_unknown", self.snet_resume_unknown),
+            ("snet_resume_bad_digest", self.snet_resume_bad_digest),
+            ("snet_resume_failed", self.snet_resume_failed),
+            ("snet_resume_flood", self.snet_resume_flood),
+            ("snet_bad_requests", self.snet_bad_requests),
+            ("snet_expired", self.snet_expired),
         ]
     }
 }

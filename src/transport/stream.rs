@@ -1,17 +1,21 @@
 //! [`Stream`]: the transports a gateway's listeners hand out (plain TCP,
+//! snet over TCP,
 //! TLS with the `tls` feature, WebSocket with `ws`) behind one type, so one
 //! gateway core serves them all.
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
 
-use super::{IoStatus, Ready, Tcp, Transport};
+use super::{IoStatus, Ready, Snet, Tcp, Transport};
+use crate::snet::{Request, Resume, SnetError};
 
 /// A connection accepted by a gateway listener.
 #[derive(Debug)]
 pub enum Stream {
     /// Plain TCP.
     Tcp(Tcp),
+    /// snet over TCP.
+    Snet(Box<Snet<Tcp>>),
     /// TLS over TCP.
     #[cfg(feature = "tls")]
     Tls(Box<super::Tls>),
@@ -24,6 +28,14 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Why an snet stream cannot go on, if this is one that cannot.
+    pub fn snet_failure(&self) -> Option<SnetError> {
+        match self {
+            Stream::Snet(s) => s.failure(),
+            _ => None,
+        }
+    }
+
     /// Takes the stream's socket off `registry`, if it still has one.
     pub fn deregister(&mut self, registry: &mio::Registry) {
         if let Some(source) = self.source() {
@@ -36,6 +48,7 @@ macro_rules! each {
     ($self:ident, $t:ident => $e:expr) => {
         match $self {
             Stream::Tcp($t) => $e,
+            Stream::Snet($t) => $e,
             #[cfg(feature = "tls")]
             Stream::Tls($t) => $e,
             #[cfg(feature = "ws")]
@@ -76,5 +89,45 @@ impl Transport for Stream {
 
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         each!(self, t => t.source())
+    }
+
+    fn is_snet(&self) -> bool {
+        matches!(self, Stream::Snet(_))
+    }
+
+    fn snet_request(&self) -> Option<Result<Request, SnetError>> {
+        match self {
+            Stream::Snet(s) => s.request(),
+            _ => None,
+        }
+    }
+
+    fn snet_open(&mut self, id: u64, private: u64) -> Result<(), SnetError> {
+        match self {
+            Stream::Snet(s) => s.open(id, private),
+            _ => Err(SnetError::UnknownStream),
+        }
+    }
+
+    fn snet_check(&self, resume: &Resume) -> Result<(), SnetError> {
+        match self {
+            Stream::Snet(s) => s.check(resume),
+            _ => Err(SnetError::UnknownStream),
+        }
+    }
+
+    fn snet_resume_from(&mut self, from: &mut Self, resume: &Resume) -> Result<(), SnetError> {
+        match (self, from) {
+            (Stream::Snet(s), Stream::Snet(from)) => s.resume_from(from, resume),
+            _ => Err(SnetError::UnknownStream),
+        }
+    }
+
+    #[inline]
+    fn is_detached(&self) -> bool {
+        match self {
+            Stream::Snet(s) => s.is_detached(),
+            _ => false,
+        }
     }
 }

@@ -11,6 +11,11 @@ use crate::side::Side;
 use crate::transport::Ready;
 use crate::wire::{Challenge, Header};
 
+/// Reconnects one snet stream may make at once, after a quiet spell.
+const RESUME_BURST: f32 = 32.0;
+/// Reconnects one snet stream may make per second, sustained.
+const RESUMES_PER_SEC: f32 = 8.0;
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -18,6 +23,9 @@ pub(super) enum State {
     /// arrived yet: who it really is is not known, so it has no ID, and
     /// its source has not been counted against the per-source limits.
     Proxy { deadline: Instant },
+    /// A new snet link whose request has not arrived yet: it may open a
+    /// new stream or resume a waiting one.
+    Snet { deadline: Instant },
     /// A server that has not yet answered its challenge.
     Handshake {
         challenge: Challenge,
@@ -84,6 +92,15 @@ pub(super) struct Conn<T> {
     pub peer_closed: bool,
     /// Set when the connection is to be closed at the end of the turn.
     pub doomed: Option<CloseReason>,
+    /// Its snet stream's ID, if it has one.
+    pub snet_id: Option<u64>,
+    /// Its snet link is down: when the stream gives up waiting for another.
+    pub detached: Option<Instant>,
+    /// Reconnects allowed now, refilled over time (a flood of reconnects
+    /// for one stream is refused).
+    pub resume_tokens: f32,
+    /// When `resume_tokens` was last refilled.
+    pub resume_refill: Instant,
 }
 
 impl<T> Conn<T> {
@@ -115,20 +132,45 @@ impl<T> Conn<T> {
             drain: Drain::Flushing,
             peer_closed: false,
             doomed: None,
+            snet_id: None,
+            detached: None,
+            resume_tokens: RESUME_BURST,
+            resume_refill: now,
+        }
+    }
+
+    /// Takes one reconnect from the stream's allowance, if any is left.
+    pub fn allow_resume(&mut self, now: Instant) -> bool {
+        let refill = now
+            .saturating_duration_since(self.resume_refill)
+            .as_secs_f32()
+            * RESUMES_PER_SEC;
+        self.resume_tokens = (self.resume_tokens + refill).min(RESUME_BURST);
+        self.resume_refill = now;
+        if self.resume_tokens >= 1.0 {
+            self.resume_tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
     pub fn id(&self) -> Option<u32> {
         match self.state {
             State::Active { id } => Some(id),
-            State::Handshake { .. } | State::Proxy { .. } => None,
+            State::Handshake { .. } | State::Proxy { .. } | State::Snet { .. } => None,
         }
     }
 
     /// When this connection times out if nothing more happens.
     pub fn deadline(&self, idle_timeout: Duration) -> Instant {
+        if let Some(at) = self.detached {
+            return at;
+        }
         match self.state {
-            State::Handshake { deadline, .. } | State::Proxy { deadline } => deadline,
+            State::Handshake { deadline, .. }
+            | State::Proxy { deadline }
+            | State::Snet { deadline } => deadline,
             State::Active { .. } => self.last_active + idle_timeout,
         }
     }

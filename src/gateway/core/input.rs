@@ -28,7 +28,7 @@ const READS_PER_TURN: usize = 4;
 const READ_SIZE_FACTOR: usize = 16;
 
 /// What to do after taking bytes from the read buffer.
-enum Flow {
+pub(super) enum Flow {
     /// Something was taken; look again.
     Progress,
     /// Nothing more can be taken until more bytes arrive.
@@ -122,6 +122,9 @@ impl<T: Transport> Core<T> {
             Side::Client => self.stats.bytes_from_clients += n as u64,
             Side::Server => self.stats.bytes_from_servers += n as u64,
         }
+        if status == IoStatus::WouldBlock {
+            self.check_detached(key);
+        }
         status
     }
 
@@ -170,6 +173,7 @@ impl<T: Transport> Core<T> {
                     self.take_skip(key, conn_id, remaining, now)
                 }
                 (Rx::Frames, State::Proxy { .. }) => self.take_proxy(key, now),
+                (Rx::Frames, State::Snet { .. }) => self.take_snet(key, now),
                 (Rx::Frames, State::Handshake { .. }) => self.take_handshake(key, now),
                 (Rx::Frames, State::Active { .. }) => self.take_frame(key, now),
             };
@@ -271,13 +275,13 @@ impl<T: Transport> Core<T> {
         Flow::Progress
     }
 
-    fn protocol_error(&mut self, key: usize, e: ProtocolError) -> Flow {
+    pub(super) fn protocol_error(&mut self, key: usize, e: ProtocolError) -> Flow {
         match e {
             ProtocolError::Frame(_) => self.stats.bad_frames += 1,
             ProtocolError::Command(_) => self.stats.bad_commands += 1,
             ProtocolError::Spoofed { .. } => self.stats.spoofs += 1,
-            // Counted where the header was judged.
-            ProtocolError::Proxy(_) => {}
+            // Counted where the header or request was judged.
+            ProtocolError::Proxy(_) | ProtocolError::Snet(_) => {}
         }
         self.doom(key, CloseReason::Protocol(e));
         Flow::Stop

@@ -32,6 +32,7 @@
 mod conn;
 mod input;
 mod output;
+mod snet;
 #[cfg(test)]
 mod tests;
 
@@ -77,6 +78,9 @@ pub struct ConnInfo {
     pub queued_msgs: usize,
     /// Time since its last complete frame.
     pub idle: Duration,
+    /// For an snet stream whose link is down: how long it still waits for
+    /// a reconnect.
+    pub snet_waiting: Option<Duration>,
 }
 
 /// The gateway state machine, generic over the transport `T`.
@@ -111,6 +115,12 @@ pub struct Core<T> {
     staged: usize,
     /// Most connections have closed since the tables were last compacted.
     crowd_left: bool,
+    /// snet streams by ID.
+    snet_streams: std::collections::HashMap<u64, usize>,
+    /// The ID the next snet stream gets.
+    next_snet_id: u64,
+    /// Connections whose snet stream moved onto a new link this turn.
+    relinked: Vec<usize>,
 }
 
 impl<T: Transport> Core<T> {
@@ -147,6 +157,9 @@ impl<T: Transport> Core<T> {
             next_trim: None,
             staged: 0,
             crowd_left: false,
+            snet_streams: std::collections::HashMap::new(),
+            next_snet_id: 1,
+            relinked: Vec::new(),
         }
     }
 
@@ -195,9 +208,15 @@ impl<T: Transport> Core<T> {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
+        let snet = self.cfg.side(side).snet.filter(|_| io.is_snet());
         let state = if behind_proxy {
             State::Proxy {
                 deadline: now + self.cfg.handshake_timeout,
+            }
+        } else if let Some(snet) = snet {
+            // Its ID (or its stream) comes with its request.
+            State::Snet {
+                deadline: now + snet.init_timeout,
             }
         } else {
             match self.first_state(side, peer, now) {
@@ -399,6 +418,18 @@ impl<T: Transport> Core<T> {
         next.map(|at| at.saturating_duration_since(now))
     }
 
+    /// Keys of connections whose snet stream moved onto a new link since
+    /// the last call: the driver registers the link's socket (see
+    /// [`source`](Self::source)) under the connection's token.
+    pub fn take_relinked(&mut self) -> std::vec::Drain<'_, usize> {
+        self.relinked.drain(..)
+    }
+
+    /// The mio source of connection `key`'s transport, if it has one.
+    pub fn source(&mut self, key: usize) -> Option<&mut dyn mio::event::Source> {
+        self.conns.get_mut(key).and_then(|c| c.io.source())
+    }
+
     /// Transports of connections closed since the last call, with the
     /// reason, for the driver to deregister before dropping them.
     pub fn take_closed(&mut self) -> std::vec::Drain<'_, (T, CloseReason)> {
@@ -461,6 +492,11 @@ impl<T: Transport> Core<T> {
         s.clients = self.admission.live(Side::Client);
         s.vconns = self.vconns.len();
         s.queued_bytes = self.conns.iter().map(|(_, c)| c.out.bytes()).sum();
+        s.snet_waiting = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.detached.is_some())
+            .count();
         let (r, w) = (self.rpool.stats(), self.wpool.stats());
         s.pool.pages = r.pages + w.pages;
         s.pool.page_bytes = r.page_bytes + w.page_bytes;
@@ -482,6 +518,7 @@ impl<T: Transport> Core<T> {
                 queued_bytes: c.out.bytes(),
                 queued_msgs: c.out.msgs(),
                 idle: now.saturating_duration_since(c.last_active),
+                snet_waiting: c.detached.map(|at| at.saturating_duration_since(now)),
             })
             .collect()
     }
@@ -502,7 +539,7 @@ impl<T: Transport> Core<T> {
                 continue;
             };
             let mut due = c.deadline(self.cfg.side(c.side).idle_timeout);
-            if c.stalled {
+            if c.stalled && c.detached.is_none() {
                 // Paused by the gateway: its unread bytes are not silence.
                 due = now + self.cfg.side(c.side).idle_timeout;
             }
@@ -512,7 +549,11 @@ impl<T: Transport> Core<T> {
                 continue;
             }
             let reason = match c.state {
-                State::Handshake { .. } => {
+                _ if c.detached.is_some() => {
+                    self.stats.snet_expired += 1;
+                    CloseReason::SnetExpired
+                }
+                State::Handshake { .. } | State::Snet { .. } => {
                     self.stats.handshake_timeouts += 1;
                     CloseReason::HandshakeTimeout
                 }
@@ -587,6 +628,7 @@ impl<T: Transport> Core<T> {
             self.queue_command(other, Command::Close { conn_id });
         }
         let mut c = self.conns.remove(key);
+        self.forget_stream(key, c.snet_id);
         let source_counted = !matches!(c.state, State::Proxy { .. });
         self.admission.released(side, c.peer.ip(), source_counted);
         if self.conns.capacity() > 256 && self.conns.len() * 4 < self.conns.capacity() {
@@ -748,6 +790,8 @@ fn close_level(side: Side, reason: CloseReason) -> Option<log::Level> {
             | CloseReason::SlowConsumer
             | CloseReason::PartialBudget,
         ) => Some(log::Level::Warn),
+        (_, CloseReason::SnetResumed) => None,
+        (Side::Server, CloseReason::SnetExpired) => Some(log::Level::Warn),
         // Said when the newer server registered.
         (Side::Server, CloseReason::Replaced) => None,
         (Side::Server, _) => Some(log::Level::Info),

@@ -140,6 +140,7 @@ impl<T: Transport> Core<T> {
             return;
         }
         let mut outcome = Ok(());
+        let mut detached = false;
         for _ in 0..WRITES_PER_TURN {
             if c.out.is_empty() && !c.io.wants_write() {
                 break;
@@ -158,6 +159,7 @@ impl<T: Transport> Core<T> {
                 IoStatus::Continue => {}
                 IoStatus::WouldBlock => {
                     c.ready.remove(Ready::WRITABLE);
+                    detached = c.io.is_detached();
                     break;
                 }
                 IoStatus::Closed => {
@@ -174,6 +176,10 @@ impl<T: Transport> Core<T> {
         let waiting = !c.waiters.is_empty();
         if let Err(reason) = outcome {
             self.doom(key, reason);
+            return;
+        }
+        if detached {
+            self.check_detached(key);
             return;
         }
         if leftover {
@@ -194,6 +200,11 @@ impl<T: Transport> Core<T> {
     }
 
     fn drain_step(&mut self, key: usize) {
+        if self.is_waiting(key) {
+            // Its link is down: what is queued can no longer reach it.
+            self.doom(key, CloseReason::Shutdown);
+            return;
+        }
         let c = &mut self.conns[key];
         if c.doomed.is_some() || !c.out.is_empty() || c.io.wants_write() {
             return;
