@@ -5,14 +5,17 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::cut::CutProxy;
-use common::{test_config, TestGateway};
+use common::{test_config, RawPeer, TestGateway};
 use mio::{Events, Poll};
 use uniway::endpoint::driver::{DriverEvent, EndpointDriver};
-use uniway::endpoint::{EndpointConfig, EndpointSnet, Event, Role};
-use uniway::snet::SnetSettings;
+use uniway::endpoint::{EndpointConfig, EndpointError, EndpointSnet, Event, Role};
+use uniway::snet::{Session, SnetError, SnetSettings, REPLY_LEN, REQUEST_LEN};
+use uniway::wire::Command;
 use uniway::{Config, Side, SnetConfig, TokenRange};
 
 const KEY: &[u8] = b"test-key";
@@ -213,4 +216,354 @@ fn streams_survive_cuts_on_both_sides() {
 #[test]
 fn encrypted_streams_survive_cuts_on_both_sides() {
     survive_cuts(true);
+}
+
+/// An snet client by hand over a blocking socket, for the failure paths.
+struct RawSnet {
+    stream: TcpStream,
+    session: Session,
+}
+
+const PLAIN: SnetSettings = SnetSettings {
+    encrypt: false,
+    buffer: 64 * 1024,
+};
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+impl RawSnet {
+    fn open(addr: SocketAddr) -> RawSnet {
+        let mut stream = connect(addr);
+        let private = 0x5eed_0000_0000_0001;
+        stream.write_all(&Session::request(private)).unwrap();
+        let mut reply = [0u8; REPLY_LEN];
+        stream.read_exact(&mut reply).unwrap();
+        let session = Session::connect(private, &reply, PLAIN).unwrap();
+        RawSnet { stream, session }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        assert_eq!(self.session.commit(&[IoSlice::new(bytes)]), bytes.len());
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        let out = self.session.unsent().concat();
+        self.stream.write_all(&out).unwrap();
+        self.session.sent(out.len());
+    }
+
+    fn recv(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        self.stream.read_exact(&mut buf).unwrap();
+        self.session.received(&mut buf);
+        buf
+    }
+
+    /// Sends a reconnect request on a new link; `None` if the gateway
+    /// closes it instead of replying.
+    fn try_resume(&mut self, addr: SocketAddr, request: [u8; REQUEST_LEN]) -> Option<TcpStream> {
+        let mut stream = connect(addr);
+        stream.write_all(&request).unwrap();
+        let mut reply = [0u8; REPLY_LEN];
+        match stream.read_exact(&mut reply) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+                ) =>
+            {
+                return None
+            }
+            Err(e) => panic!("no reply and no close: {e}"),
+        }
+        let word = |i: usize| u64::from_le_bytes(reply[i..i + 8].try_into().unwrap());
+        self.session.resume(word(0), word(8)).unwrap();
+        Some(stream)
+    }
+
+    fn resume(&mut self, addr: SocketAddr) -> bool {
+        let req = self.session.resume_request();
+        match self.try_resume(addr, req) {
+            Some(stream) => {
+                self.stream = stream;
+                self.flush();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn ping(&mut self) {
+        self.send(&Command::Ping.to_bytes());
+        assert_eq!(self.recv(9), Command::Ping.to_bytes().to_vec());
+    }
+}
+
+fn client_snet_gateway(wait: Duration, buffer: usize) -> TestGateway {
+    let mut cfg = test_config();
+    cfg.client.snet = Some(SnetConfig {
+        settings: SnetSettings {
+            encrypt: false,
+            buffer,
+        },
+        init_timeout: Duration::from_millis(300),
+        wait_timeout: wait,
+    });
+    TestGateway::start(cfg)
+}
+
+/// A client with a vconn to server 1.
+fn dialled(gw: &TestGateway, server: &mut RawPeer) -> (RawSnet, u32) {
+    let mut c = RawSnet::open(gw.client_addr);
+    c.send(&Command::Dial { remote_id: 1 }.to_bytes());
+    let (conn_id, _) = server.expect_connect();
+    let accept = Command::decode(&c.recv(17)[8..]).unwrap();
+    assert_eq!(
+        accept,
+        Command::Accept {
+            conn_id,
+            remote_id: 1
+        }
+    );
+    (c, conn_id)
+}
+
+#[test]
+fn a_stream_not_back_within_the_wait_timeout_is_gone_and_its_servers_told() {
+    let gw = client_snet_gateway(Duration::from_millis(300), 64 * 1024);
+    let mut server = RawPeer::server(gw.server_addr, 1, KEY);
+    let (mut c, conn_id) = dialled(&gw, &mut server);
+    c.ping();
+    c.stream.shutdown(Shutdown::Both).unwrap();
+    // The server hears nothing while the stream waits...
+    server
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(server.stream.read(&mut byte).is_err(), "told too early");
+    server
+        .stream
+        .set_read_timeout(Some(common::DEADLINE))
+        .unwrap();
+    // ... and is told once it gives up.
+    assert_eq!(server.recv_cmd(), Command::Close { conn_id });
+    assert!(!c.resume(gw.client_addr), "an expired stream resumed");
+    let stats = gw.stop().stats();
+    assert_eq!((stats.snet_expired, stats.snet_resume_unknown), (1, 1));
+    assert_eq!((stats.clients, stats.vconns, stats.snet_waiting), (0, 0, 0));
+}
+
+#[test]
+fn a_wrong_digest_is_refused_and_the_stream_goes_on() {
+    let gw = client_snet_gateway(Duration::from_secs(10), 64 * 1024);
+    let mut server = RawPeer::server(gw.server_addr, 1, KEY);
+    let (mut c, conn_id) = dialled(&gw, &mut server);
+    c.stream.shutdown(Shutdown::Both).unwrap();
+    let mut forged = c.session.resume_request();
+    forged[39] ^= 0x55;
+    assert!(c.try_resume(gw.client_addr, forged).is_none());
+    // Unknown stream IDs are refused too.
+    let mut unknown = c.session.resume_request();
+    unknown[0] = 0x77;
+    assert!(c.try_resume(gw.client_addr, unknown).is_none());
+    // The real owner resumes; the vconn still works both ways.
+    assert!(c.resume(gw.client_addr));
+    let mut frame = Vec::new();
+    uniway::wire::encode_frame(&mut frame, conn_id, b"after");
+    c.send(&frame);
+    assert_eq!(server.recv(), common::Got::Data(conn_id, b"after".to_vec()));
+    server.send_data(conn_id, b"back");
+    assert_eq!(&c.recv(frame.len() - 1)[8..], b"back");
+    let stats = gw.stop().stats();
+    assert_eq!(stats.snet_resume_bad_digest, 1);
+    assert_eq!(stats.snet_resume_unknown, 1);
+    assert_eq!(stats.snet_resumes, 1);
+}
+
+#[test]
+fn a_resume_needing_more_than_the_ring_ends_the_stream_cleanly() {
+    let gw = client_snet_gateway(Duration::from_secs(10), 1024);
+    let mut server = RawPeer::server(gw.server_addr, 1, KEY);
+    let (c, conn_id) = dialled(&gw, &mut server);
+    // 4 KiB for the client, which it never reads.
+    for _ in 0..4 {
+        server.send_data(conn_id, &[7u8; 1024]);
+    }
+    server.send_cmd(Command::Ping);
+    assert_eq!(server.recv_cmd(), Command::Ping);
+    std::thread::sleep(Duration::from_millis(100));
+    c.stream.shutdown(Shutdown::Both).unwrap();
+    // It claims to have read only the Accept: 4 KiB more are missing, and
+    // the gateway keeps 1 KiB.
+    let mut stream = connect(gw.client_addr);
+    stream.write_all(&c.session.resume_request()).unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "closed without a reply");
+    // The stream is gone for good: its vconn is closed for the server.
+    assert_eq!(server.recv_cmd(), Command::Close { conn_id });
+    let stats = gw.stop().stats();
+    assert_eq!(stats.snet_resume_failed, 1);
+    assert_eq!(stats.clients, 0);
+}
+
+#[test]
+fn a_reconnect_replaces_a_link_still_up() {
+    let gw = client_snet_gateway(Duration::from_secs(10), 64 * 1024);
+    let mut server = RawPeer::server(gw.server_addr, 1, KEY);
+    let (mut c, conn_id) = dialled(&gw, &mut server);
+    let mut old = c.stream.try_clone().unwrap();
+    assert!(c.resume(gw.client_addr));
+    // The old link is closed by the gateway; the new one carries the vconn.
+    let mut buf = [0u8; 16];
+    assert!(matches!(old.read(&mut buf), Ok(0) | Err(_)));
+    server.send_data(conn_id, b"new link");
+    assert_eq!(&c.recv(16)[8..], b"new link");
+    c.ping();
+    let stats = gw.stop().stats();
+    assert_eq!(stats.snet_resumes, 1);
+    assert_eq!(stats.clients, 1);
+}
+
+#[test]
+fn bad_and_slow_requests_close_only_their_link() {
+    let gw = client_snet_gateway(Duration::from_secs(10), 64 * 1024);
+    let mut good = RawSnet::open(gw.client_addr);
+    // A zero public key.
+    let mut zero = connect(gw.client_addr);
+    zero.write_all(&[0u8; REQUEST_LEN]).unwrap();
+    let mut rest = Vec::new();
+    let _ = zero.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    // Half a request, then nothing: closed after the init timeout.
+    let mut slow = connect(gw.client_addr);
+    slow.write_all(&Session::request(99)[..20]).unwrap();
+    let start = Instant::now();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    good.ping();
+    let stats = gw.stop().stats();
+    assert_eq!(stats.snet_bad_requests, 1);
+    assert_eq!(stats.handshake_timeouts, 1);
+    assert_eq!(stats.snet_handshakes, 1);
+}
+
+/// Drives `d` until endpoint `key` is closed; returns why.
+fn until_closed(
+    d: &mut EndpointDriver,
+    poll: &mut Poll,
+    key: usize,
+    mut tick: impl FnMut(),
+) -> EndpointError {
+    let mut events = Events::with_capacity(64);
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "endpoint {key} still alive"
+        );
+        tick();
+        poll.poll(&mut events, Some(Duration::from_millis(5)))
+            .unwrap();
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), Instant::now());
+        while let Some(ev) = d.poll_event() {
+            if let DriverEvent::Closed(k, e) = ev {
+                if k == key {
+                    return e;
+                }
+            }
+        }
+    }
+}
+
+fn snet_client(d: &mut EndpointDriver, poll: &Poll, addr: SocketAddr, give_up: Duration) -> usize {
+    let mut cfg = endpoint_config(false, 0);
+    if let Some(s) = &mut cfg.snet {
+        s.settings.buffer = 64 * 1024;
+        s.give_up_after = give_up;
+    }
+    d.connect(poll.registry(), addr, Role::Client, cfg, Instant::now())
+        .unwrap()
+}
+
+#[test]
+fn an_endpoint_whose_stream_expired_fails_with_a_typed_error() {
+    let gw = client_snet_gateway(Duration::from_millis(200), 64 * 1024);
+    let proxy = CutProxy::start(gw.client_addr);
+    let mut poll = Poll::new().unwrap();
+    let mut d = EndpointDriver::new(TokenRange { start: 0, len: 8 });
+    let key = snet_client(&mut d, &poll, proxy.addr, Duration::from_secs(5));
+    // Wait for the stream, then take the network away for longer than the
+    // gateway waits.
+    let start = Instant::now();
+    while proxy.links() == 0 || start.elapsed() < Duration::from_millis(50) {
+        assert!(start.elapsed() < common::DEADLINE);
+        let mut events = Events::with_capacity(8);
+        poll.poll(&mut events, Some(Duration::from_millis(5)))
+            .unwrap();
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), Instant::now());
+    }
+    proxy.hold(true);
+    proxy.cut();
+    let back_at = Instant::now() + Duration::from_millis(500);
+    let e = until_closed(&mut d, &mut poll, key, || {
+        if Instant::now() >= back_at {
+            proxy.hold(false);
+        }
+    });
+    assert_eq!(e, EndpointError::Snet(SnetError::UnknownStream));
+    assert!(e.to_string().contains("unknown snet stream"), "{e}");
+    let stats = gw.stop().stats();
+    assert_eq!((stats.snet_expired, stats.snet_resume_unknown), (1, 1));
+}
+
+#[test]
+fn an_endpoint_gives_up_redialling_after_its_time() {
+    let gw = client_snet_gateway(Duration::from_secs(10), 64 * 1024);
+    let proxy = CutProxy::start(gw.client_addr);
+    let mut poll = Poll::new().unwrap();
+    let mut d = EndpointDriver::new(TokenRange { start: 0, len: 8 });
+    let key = snet_client(&mut d, &poll, proxy.addr, Duration::from_millis(300));
+    let start = Instant::now();
+    let e = until_closed(&mut d, &mut poll, key, || {
+        if proxy.links() > 0 && start.elapsed() > Duration::from_millis(50) {
+            proxy.hold(true);
+            proxy.cut();
+        }
+    });
+    assert_eq!(e, EndpointError::SnetGaveUp);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn a_flood_of_reconnects_for_one_stream_is_refused() {
+    let gw = client_snet_gateway(Duration::from_secs(10), 64 * 1024);
+    let mut c = RawSnet::open(gw.client_addr);
+    let mut refused = 0;
+    for _ in 0..48 {
+        if !c.resume(gw.client_addr) {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "48 reconnects at once all accepted");
+    // The stream itself is fine once the flood stops.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.resume(gw.client_addr));
+    c.ping();
+    let stats = gw.stop().stats();
+    assert_eq!(stats.snet_resume_flood, refused);
 }

@@ -18,6 +18,8 @@ struct Shared {
     epoch: AtomicUsize,
     /// Links are cut after this many bytes (both ways together); 0: never.
     cut_after: AtomicUsize,
+    /// New connections are reset at once (the network is down).
+    hold: AtomicBool,
     links: AtomicUsize,
     cuts: AtomicUsize,
     forwarded: AtomicUsize,
@@ -39,6 +41,7 @@ impl CutProxy {
             stop: AtomicBool::new(false),
             epoch: AtomicUsize::new(0),
             cut_after: AtomicUsize::new(0),
+            hold: AtomicBool::new(false),
             links: AtomicUsize::new(0),
             cuts: AtomicUsize::new(0),
             forwarded: AtomicUsize::new(0),
@@ -48,6 +51,10 @@ impl CutProxy {
             while !s.stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((a, _)) => {
+                        if s.hold.load(Ordering::SeqCst) {
+                            reset(a);
+                            continue;
+                        }
                         let Ok(b) = TcpStream::connect(target) else {
                             reset(a);
                             continue;
@@ -80,6 +87,11 @@ impl CutProxy {
         self.shared
             .cut_after
             .store(bytes.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// While `true`, new connections are reset at once.
+    pub fn hold(&self, on: bool) {
+        self.shared.hold.store(on, Ordering::SeqCst);
     }
 
     /// Links live now.

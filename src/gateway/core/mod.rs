@@ -535,7 +535,13 @@ impl<T: Transport> Core<T> {
                 break;
             }
             self.deadlines.pop();
-            let Some(c) = self.conns.get(key).filter(|c| c.serial == serial) else {
+            // A connection already closing is not timed out again (it may
+            // have several entries due at once).
+            let Some(c) = self
+                .conns
+                .get(key)
+                .filter(|c| c.serial == serial && c.doomed.is_none())
+            else {
                 continue;
             };
             let mut due = c.deadline(self.cfg.side(c.side).idle_timeout);
