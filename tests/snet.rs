@@ -567,3 +567,93 @@ fn a_flood_of_reconnects_for_one_stream_is_refused() {
     let stats = gw.stop().stats();
     assert_eq!(stats.snet_resume_flood, refused);
 }
+
+/// The blocking API over snet: a server and a client, each behind a
+/// cutting proxy, exchange numbered messages on two vconns while links
+/// are cut on both sides; `send` and `recv` only ever see a pause.
+#[test]
+fn the_blocking_api_resumes_transparently() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use uniway::endpoint::{Client, Server};
+    let gw = TestGateway::start(gateway_config(true, Duration::from_secs(10)));
+    let client_proxy = Arc::new(CutProxy::start(gw.client_addr));
+    let server_proxy = Arc::new(CutProxy::start(gw.server_addr));
+    let server = Server::connect(server_proxy.addr, endpoint_config(true, 1)).unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let vconn = server.accept().unwrap();
+            threads.push(std::thread::spawn(move || {
+                let mut next = 0;
+                while let Ok(msg) = vconn.recv() {
+                    assert_eq!(seq_of(&msg), next, "at the server");
+                    next += 1;
+                    vconn.send(&msg).unwrap();
+                }
+                next
+            }));
+        }
+        let counts: Vec<u32> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        (server, counts)
+    });
+    let client = Client::connect(client_proxy.addr, endpoint_config(true, 0)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let cutter = {
+        let (stop, cp, sp) = (stop.clone(), client_proxy.clone(), server_proxy.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+                if i % 2 == 0 {
+                    cp.cut()
+                } else {
+                    sp.cut()
+                }
+                i += 1;
+            }
+        })
+    };
+    // Each vconn sends in rounds of 8 (then takes their echoes) until 30
+    // links were cut.
+    let senders: Vec<_> = (0..2)
+        .map(|_| {
+            let vconn = client.dial(1).unwrap();
+            let (cp, sp) = (client_proxy.clone(), server_proxy.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0;
+                while cp.cuts() + sp.cuts() < 30 {
+                    for _ in 0..8 {
+                        vconn.send(&message(seq)).unwrap();
+                        seq += 1;
+                    }
+                    for want in seq - 8..seq {
+                        let got = vconn.recv_timeout(common::DEADLINE).unwrap();
+                        assert_eq!(seq_of(&got), want, "back at the client");
+                    }
+                }
+                seq
+            })
+        })
+        .collect();
+    let sent: Vec<u32> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    stop.store(true, Ordering::Relaxed);
+    cutter.join().unwrap();
+    let cuts = client_proxy.cuts() + server_proxy.cuts();
+    drop(client);
+    let (server, mut counts) = echo.join().unwrap();
+    let mut sent_sorted = sent.clone();
+    sent_sorted.sort_unstable();
+    counts.sort_unstable();
+    assert_eq!(counts, sent_sorted);
+    drop(server);
+    let stats = gw.stop().stats();
+    assert!(
+        cuts >= 30 && stats.snet_resumes >= 15,
+        "{cuts} cuts, {stats:?}"
+    );
+    eprintln!(
+        "blocking: {cuts} cuts, {} resumes, {sent:?} messages each way",
+        stats.snet_resumes
+    );
+}

@@ -6,6 +6,10 @@
 //! channel → socket, batching what waits). All protocol state sits behind
 //! one mutex, held only briefly; `send` waits for room in the send queue
 //! without holding it, so a blocked sender never stops the reader.
+//!
+//! An snet endpoint (`EndpointConfig::snet`) has one I/O thread instead,
+//! polling its link with mio, which redials and resumes when the link
+//! breaks (see `snet_io`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -22,6 +26,8 @@ use super::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
 use super::error::{AcceptError, ConnectError, DialError, RecvError, HANDSHAKE_WAIT};
 use crate::transport::{IoStatus, Ready, Tcp, Transport};
 
+mod snet_io;
+
 #[derive(Default)]
 struct Inbox {
     msgs: VecDeque<Vec<u8>>,
@@ -31,6 +37,8 @@ struct Inbox {
 struct State {
     ep: Endpoint,
     tx: Option<Sender<(Vec<u8>, usize)>>,
+    /// Wakes the I/O thread of an snet endpoint when output is queued.
+    waker: Option<Arc<mio::Waker>>,
     inboxes: HashMap<u32, Inbox>,
     accepts: VecDeque<(u32, u32)>,
     dials: HashMap<DialId, Result<(u32, u32), DialError>>,
@@ -46,11 +54,32 @@ impl State {
         }
         if let Some(tx) = &self.tx {
             let _ = tx.send((out, msgs));
+            if let Some(w) = &self.waker {
+                let _ = w.wake();
+            }
         }
     }
 
     fn failure(&self) -> Option<EndpointError> {
         self.ep.failure().cloned()
+    }
+}
+
+enum Stop {
+    Socket(TcpStream),
+    Waker(Arc<mio::Waker>),
+}
+
+impl Stop {
+    fn stop(&self) {
+        match self {
+            Stop::Socket(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            Stop::Waker(w) => {
+                let _ = w.wake();
+            }
+        }
     }
 }
 
@@ -60,7 +89,9 @@ struct Shared<F> {
     queued: Mutex<usize>,
     room: Condvar,
     format: F,
-    stream: TcpStream,
+    /// What stops the I/O threads: the socket (shut down) or, for snet,
+    /// the waker of the I/O thread's poll.
+    stop: Stop,
     recv_limit: usize,
     send_limit: usize,
     overflows: AtomicU64,
@@ -151,16 +182,23 @@ impl<F> Shared<F> {
     }
 
     fn fail(&self, e: Option<io::Error>) {
-        let mut s = self.lock();
         match e {
             Some(e) => debug!("gateway connection: {e}"),
             None => debug!("gateway closed the connection"),
         }
-        s.ep.disconnected();
+        self.end(|ep| {
+            ep.disconnected();
+        });
+    }
+
+    /// Ends the endpoint (`why` records the failure) and stops the I/O.
+    fn end(&self, why: impl FnOnce(&mut Endpoint)) {
+        let mut s = self.lock();
+        why(&mut s.ep);
         s.tx = None;
         self.absorb(&mut s);
         drop(s);
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stop.stop();
         self.room.notify_all();
     }
 }
@@ -256,23 +294,41 @@ impl<F: MsgFormat> Handle<F> {
         cfg.validate().map_err(ConnectError::Config)?;
         stream.set_nodelay(true).map_err(ConnectError::Io)?;
         let (tx, rx) = mpsc::channel();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                ep: Endpoint::new(role, cfg.clone(), Instant::now()),
-                tx: Some(tx),
-                inboxes: HashMap::new(),
-                accepts: VecDeque::new(),
-                dials: HashMap::new(),
-            }),
-            changed: Condvar::new(),
-            queued: Mutex::new(0),
-            room: Condvar::new(),
-            format,
-            stream: stream.try_clone().map_err(ConnectError::Io)?,
-            recv_limit: cfg.recv_queue_size,
-            send_limit: cfg.send_queue_size,
-            overflows: AtomicU64::new(0),
-        });
+        let new_shared = |stop: Stop, waker: Option<Arc<mio::Waker>>| {
+            Arc::new(Shared {
+                state: Mutex::new(State {
+                    ep: Endpoint::new(role, cfg.clone(), Instant::now()),
+                    tx: Some(tx),
+                    waker,
+                    inboxes: HashMap::new(),
+                    accepts: VecDeque::new(),
+                    dials: HashMap::new(),
+                }),
+                changed: Condvar::new(),
+                queued: Mutex::new(0),
+                room: Condvar::new(),
+                format,
+                stop,
+                recv_limit: cfg.recv_queue_size,
+                send_limit: cfg.send_queue_size,
+                overflows: AtomicU64::new(0),
+            })
+        };
+        if let Some(snet) = cfg.snet {
+            let io =
+                snet_io::SnetIo::new(stream, snet, cfg.buffer_size).map_err(ConnectError::Io)?;
+            let shared = new_shared(Stop::Waker(io.waker()), Some(io.waker()));
+            let s = shared.clone();
+            std::thread::Builder::new()
+                .name("uniway-endpoint-snet".into())
+                .spawn(move || io.run(s, rx))
+                .map_err(ConnectError::Io)?;
+            return Ok(Handle { shared });
+        }
+        let shared = new_shared(
+            Stop::Socket(stream.try_clone().map_err(ConnectError::Io)?),
+            None,
+        );
         let (r, w) = (stream.try_clone().map_err(ConnectError::Io)?, stream);
         let s1 = shared.clone();
         let buffer = cfg.buffer_size;
@@ -348,7 +404,7 @@ impl<F: MsgFormat> Handle<F> {
         s.tx = None;
         self.shared.absorb(&mut s);
         drop(s);
-        let _ = self.shared.stream.shutdown(Shutdown::Both);
+        self.shared.stop.stop();
         self.shared.room.notify_all();
     }
 
