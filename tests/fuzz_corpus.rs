@@ -23,6 +23,9 @@ mod handshake;
 #[path = "fuzz_checks/proxy_header.rs"]
 mod proxy_header;
 #[allow(dead_code)]
+#[path = "fuzz_checks/snet_session.rs"]
+mod snet_session;
+#[allow(dead_code)]
 #[path = "fuzz_checks/ws_cutter.rs"]
 mod ws_cutter;
 
@@ -90,6 +93,11 @@ fn ws_cutter_corpus() {
 }
 
 #[test]
+fn snet_session_corpus() {
+    kept("snet_session", replay("snet_session", snet_session::run));
+}
+
+#[test]
 fn gateway_core_corpus() {
     kept("gateway_core", replay("gateway_core", gateway_core::run));
 }
@@ -108,6 +116,13 @@ fn the_checks_run_on_hand_made_inputs() {
         2, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
     ]);
     frame_decoder::run(&[0, 2, 9, 0, 0, 0, 1, 0, 0, 0, b'h', b'e', b'l', b'l', b'o']);
+    // snet: a request, then writes both ways, partial deliveries, a cut
+    // with data in flight and a genuine resume, a forged one.
+    let mut snet = vec![0u8; 40];
+    snet.extend([
+        0, 50, 1, 60, 2, 20, 3, 30, 6, 0, 4, 0, 5, 0, 0, 10, 2, 255, 4, 0, 7, 3,
+    ]);
+    snet_session::run(&snet);
     command_decoder::run(&[0, 1, 0, 0, 0]);
     gateway_core::run(&[0; 64]);
     ws_cutter::run(b"\x07\x09\x00\x00\x00\x01\x00\x00\x00hello\x00");
