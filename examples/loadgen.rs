@@ -11,6 +11,7 @@
 //! cargo run --release --example loadgen -- --client ... --server ... --tls-ca ca.pem ...   # clients over TLS
 //! cargo run --release --example loadgen -- --client WS_ADDR --server ... --ws / ...      # clients over WebSocket
 //! (with --tls-ca too: over WSS)
+//! cargo run --release --example loadgen -- --snet [--snet-encrypt] ...              # clients over snet
 //! ```
 //!
 //! Reports round trips per second, latency percentiles, and with
@@ -35,7 +36,8 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use uniway::endpoint::driver::{DriverEvent, EndpointDriver};
-use uniway::endpoint::{EndpointConfig, Event, Role};
+use uniway::endpoint::{EndpointConfig, EndpointSnet, Event, Role};
+use uniway::snet::SnetSettings;
 use uniway::wire::{self, Command, Status};
 use uniway::TokenRange;
 
@@ -61,6 +63,10 @@ struct Args {
     tls_ca: Option<std::path::PathBuf>,
     /// Clients connect over WebSocket to `--client`, at this path.
     ws: Option<String>,
+    /// Clients speak snet (the gateway's `-ClientSnetEnable`).
+    snet: bool,
+    /// ... encrypted (`-ClientSnetEncrypt`).
+    snet_encrypt: bool,
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
@@ -89,6 +95,8 @@ fn args() -> Result<Args, Box<dyn Error>> {
         round_trips: p.opt_value_from_str("--round-trips")?,
         tls_ca: p.opt_value_from_str("--tls-ca")?,
         ws: p.opt_value_from_str("--ws")?,
+        snet: p.contains("--snet"),
+        snet_encrypt: p.contains("--snet-encrypt"),
     };
     let rest = p.finish();
     if !rest.is_empty() {
@@ -387,6 +395,22 @@ fn main() -> Result<(), Box<dyn Error>> {
                     1
                 };
                 let k = match (&tls, &a.ws) {
+                    (None, None) if a.snet || a.snet_encrypt => d.connect(
+                        poll.registry(),
+                        client_addr,
+                        Role::Client,
+                        EndpointConfig {
+                            snet: Some(EndpointSnet {
+                                settings: SnetSettings {
+                                    encrypt: a.snet_encrypt,
+                                    ..EndpointSnet::default().settings
+                                },
+                                ..EndpointSnet::default()
+                            }),
+                            ..EndpointConfig::default()
+                        },
+                        now,
+                    )?,
                     (tls, Some(path)) => d.connect_ws(
                         poll.registry(),
                         client_addr,
