@@ -86,6 +86,33 @@ impl Ring {
         taken
     }
 
+    /// Records that the first `n` bytes of `bufs` went to the link as they
+    /// are, with nothing unsent before them: they are committed and sent at
+    /// once, and the ring keeps (a copy of) the last of them.
+    pub fn record(&mut self, bufs: &[IoSlice<'_>], n: usize) {
+        debug_assert_eq!(self.unsent(), 0);
+        // Only the last `capacity` bytes can ever be resent.
+        let mut skip = n.saturating_sub(self.capacity);
+        let mut left = n - skip;
+        self.written += skip as u64;
+        self.sent = self.written;
+        for b in bufs {
+            if left == 0 {
+                break;
+            }
+            let data: &[u8] = b;
+            if skip >= data.len() {
+                skip -= data.len();
+                continue;
+            }
+            let piece = &data[skip..][..(data.len() - skip).min(left)];
+            skip = 0;
+            left -= piece.len();
+            self.commit(&[IoSlice::new(piece)], |_| {});
+            self.sent = self.written;
+        }
+    }
+
     /// Makes sure the storage reaches the positions the next `n` bytes
     /// take (until it wraps, a byte's position is its count).
     fn grow_for(&mut self, n: usize) {
@@ -217,6 +244,35 @@ mod tests {
         });
         assert_eq!(seen, b"xyzab");
         assert_eq!(take(&r), b"AB");
+    }
+
+    #[test]
+    fn recording_keeps_what_committing_would() {
+        let data: Vec<u8> = (0..50u8).collect();
+        let bufs = [
+            IoSlice::new(&data[..7]),
+            IoSlice::new(&data[7..30]),
+            IoSlice::new(&data[30..]),
+        ];
+        for n in [0, 5, 7, 8, 16, 29, 30, 31, 49, 50] {
+            for before in [0usize, 3, 16] {
+                let (mut a, mut b) = (Ring::new(16), Ring::new(16));
+                for r in [&mut a, &mut b] {
+                    r.commit(&[IoSlice::new(&vec![9; before])], |_| {});
+                    r.sent(before);
+                }
+                a.record(&bufs, n);
+                for chunk in data[..n].chunks(16) {
+                    b.commit(&[IoSlice::new(chunk)], |_| {});
+                    b.sent(chunk.len());
+                }
+                assert_eq!((a.written(), a.unsent()), (b.written(), 0), "n {n}");
+                let keep = (n + before).min(16) as u64;
+                a.rewind(a.written() - keep).unwrap();
+                b.rewind(b.written() - keep).unwrap();
+                assert_eq!(take(&a), take(&b), "n {n}, before {before}");
+            }
+        }
     }
 
     #[test]

@@ -192,6 +192,20 @@ impl Session {
         })
     }
 
+    /// Whether bytes are written to the link as they are (no encryption),
+    /// so they can go straight from the caller's buffers.
+    pub fn is_plain(&self) -> bool {
+        !self.encrypt
+    }
+
+    /// Records that the first `n` bytes of `bufs` went to the link as they
+    /// are, with nothing unsent before them (unencrypted streams only).
+    #[inline]
+    pub fn record(&mut self, bufs: &[IoSlice<'_>], n: usize) {
+        debug_assert!(!self.encrypt);
+        self.ring.record(bufs, n);
+    }
+
     /// Room in the ring for more bytes now.
     pub fn room(&self) -> usize {
         self.ring.room()

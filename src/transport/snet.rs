@@ -15,9 +15,12 @@
 //! stream's end. The framing above sees plaintext and never notices a
 //! reconnect, except as a pause.
 //!
-//! Bytes written are committed to the stream by copying them into the
-//! resend ring, where they are encrypted in place and from where the link
-//! sends them; reads are decrypted in place in the caller's buffer.
+//! Bytes written to an encrypted stream are committed to it by copying them
+//! into the resend ring, where they are encrypted in place and from where
+//! the link sends them. Unencrypted bytes go to the link straight from the
+//! caller's buffers (one vectored write, as over plain TCP) and the ring
+//! keeps a copy of what the link took; after a resume, what the ring must
+//! resend goes first. Reads are decrypted in place in the caller's buffer.
 
 use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
@@ -387,6 +390,23 @@ impl<L: Transport> Transport for Snet<L> {
         let mut taken = 0;
         if self.phase == Phase::Open {
             if let Some(s) = self.session.as_mut() {
+                if s.is_plain()
+                    && !s.has_unsent()
+                    && self.out_pos == self.out_len
+                    && !self.fin_pending
+                {
+                    // Unencrypted and nothing before them: the bytes go
+                    // straight from the caller's buffers, as over plain
+                    // TCP, and the ring keeps a copy of what the link took.
+                    if let Some(link) = self.link.as_mut() {
+                        let (n, status) = link.write(bufs);
+                        s.record(bufs, n);
+                        if status.is_end() {
+                            return (n, self.lose_link(status));
+                        }
+                        return (n, status);
+                    }
+                }
                 taken = s.commit(bufs);
             }
         }

@@ -13,10 +13,9 @@ use std::io::IoSlice;
 use uniway::snet::{Request, SnetError, SnetSettings, REQUEST_LEN};
 use uniway::transport::{IoStatus, MemPipe, Ready, Snet, Transport};
 
-const SETTINGS: SnetSettings = SnetSettings {
-    encrypt: true,
-    buffer: 97,
-};
+/// The resend ring is small, so that resumes that need bytes it no
+/// longer holds happen.
+const BUFFER: usize = 97;
 
 struct Side {
     t: Snet<MemPipe>,
@@ -60,6 +59,12 @@ fn deliver(from: &mut Side, to: &mut Side, n: usize) {
 
 /// One fuzz input: panics if a promise is broken.
 pub fn run(data: &[u8]) {
+    // The first byte's low bit turns encryption on (encrypted writes go
+    // through the ring; plain ones straight to the link).
+    let settings = SnetSettings {
+        encrypt: data.first().is_some_and(|b| b & 1 == 1),
+        buffer: BUFFER,
+    };
     // Whatever the first 40 bytes are, parsing them is safe.
     if data.len() >= REQUEST_LEN {
         let mut req = [0u8; REQUEST_LEN];
@@ -68,14 +73,14 @@ pub fn run(data: &[u8]) {
     }
     let (gl, el) = (MemPipe::new(), MemPipe::new());
     let mut gw = Side {
-        t: Snet::accept(gl.clone(), SETTINGS),
+        t: Snet::accept(gl.clone(), settings),
         link: gl,
         wire: VecDeque::new(),
         wrote: Vec::new(),
         read: Vec::new(),
     };
     let mut ep = Side {
-        t: Snet::connect_with_key(el.clone(), SETTINGS, 0x0123_4567_89ab_cdef),
+        t: Snet::connect_with_key(el.clone(), settings, 0x0123_4567_89ab_cdef),
         link: el,
         wire: VecDeque::new(),
         wrote: Vec::new(),
@@ -109,7 +114,7 @@ pub fn run(data: &[u8]) {
                 ep.wire.clear();
                 gw.wire.clear();
                 let forge = op % 8 == 7;
-                if !resume(&mut gw, &mut ep, forge, arg) {
+                if !resume(&mut gw, &mut ep, settings, forge, arg) {
                     return;
                 }
             }
@@ -126,7 +131,7 @@ pub fn run(data: &[u8]) {
 }
 
 /// The endpoint redials; `false` if the stream is over (and rightly so).
-fn resume(gw: &mut Side, ep: &mut Side, forge: bool, at: usize) -> bool {
+fn resume(gw: &mut Side, ep: &mut Side, settings: SnetSettings, forge: bool, at: usize) -> bool {
     if !ep.t.is_detached() || !gw.t.is_detached() {
         // Reads alone did not see the cut yet: a write does.
         ep.t.write(&[IoSlice::new(b"")]);
@@ -143,7 +148,7 @@ fn resume(gw: &mut Side, ep: &mut Side, forge: bool, at: usize) -> bool {
             *b ^= 0x5a;
         }
     }
-    let mut fresh = Snet::accept(gl.clone(), SETTINGS);
+    let mut fresh = Snet::accept(gl.clone(), settings);
     gl.send(&req);
     let mut buf = [0u8; 4];
     fresh.read(&mut buf, Ready::READABLE);
@@ -163,7 +168,7 @@ fn resume(gw: &mut Side, ep: &mut Side, forge: bool, at: usize) -> bool {
         }
         Err(e) => {
             assert!(
-                forge || missing_at_ep > SETTINGS.buffer as u64,
+                forge || missing_at_ep > BUFFER as u64,
                 "resume failed with {missing_at_ep} bytes missing: {e:?}"
             );
             return false;
