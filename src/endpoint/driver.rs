@@ -153,6 +153,12 @@ impl EndpointDriver {
         cfg: EndpointConfig,
         now: Instant,
     ) -> io::Result<usize> {
+        if cfg.snet.is_some() {
+            return Err(io::Error::new(
+                ErrorKind::InvalidInput,
+                "an snet endpoint redials its gateway: make it with connect, which knows the address",
+            ));
+        }
         self.add_with(registry, stream, role, cfg, now, |s| {
             Ok(Stream::Tcp(Tcp::from_socket(s)))
         })

@@ -10,7 +10,7 @@
 use std::io::IoSlice;
 
 /// Smallest allocation once something is written.
-const FIRST_ALLOC: usize = 512;
+const FIRST_ALLOC: usize = 256;
 
 /// A ring of the last bytes written, with a send cursor.
 #[derive(Debug, Default)]

@@ -26,18 +26,24 @@ pub struct SnetSettings {
 pub struct Session {
     id: u64,
     key: [u8; 8],
-    encrypt: bool,
-    rx: Rc4,
-    tx: Rc4,
+    /// The RC4 state of each direction, kept only when the stream is
+    /// encrypted (the handshake uses them either way).
+    ciphers: Option<Box<Ciphers>>,
     read: u64,
     ring: Ring,
+}
+
+/// RC4 for bytes read (`rx`) and written (`tx`).
+struct Ciphers {
+    rx: Rc4,
+    tx: Rc4,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.id)
-            .field("encrypt", &self.encrypt)
+            .field("encrypt", &self.ciphers.is_some())
             .field("read", &self.read)
             .field("written", &self.ring.written())
             .finish()
@@ -55,12 +61,21 @@ impl Session {
         Session {
             id,
             key,
-            encrypt: settings.encrypt,
-            rx: cipher(&key),
-            tx: cipher(&key),
+            ciphers: Some(Box::new(Ciphers {
+                rx: cipher(&key),
+                tx: cipher(&key),
+            })),
             read: 0,
             ring: Ring::new(settings.buffer),
         }
+    }
+
+    /// After the handshake: an unencrypted stream needs no RC4 state.
+    fn keep_ciphers(mut self, settings: SnetSettings) -> Session {
+        if !settings.encrypt {
+            self.ciphers = None;
+        }
+        self
     }
 
     /// The gateway's side of a new stream: from the client's public key and
@@ -78,8 +93,10 @@ impl Session {
         let mut reply = [0u8; REPLY_LEN];
         reply[..8].copy_from_slice(&dh64::public_key(private).to_le_bytes());
         reply[8..].copy_from_slice(&id.to_le_bytes());
-        s.tx.apply_keystream(&mut reply[8..]);
-        Ok((s, reply))
+        if let Some(c) = s.ciphers.as_mut() {
+            c.tx.apply_keystream(&mut reply[8..]);
+        }
+        Ok((s.keep_ciphers(settings), reply))
     }
 
     /// The 40-byte new-stream request of a client with `private`.
@@ -101,12 +118,14 @@ impl Session {
         }
         let mut s = Session::new(0, dh64::secret(private, gateway_public), settings);
         let mut id = field(reply, 8);
-        s.rx.apply_keystream(&mut id);
+        if let Some(c) = s.ciphers.as_mut() {
+            c.rx.apply_keystream(&mut id);
+        }
         s.id = u64::from_le_bytes(id);
         if s.id == 0 {
             return Err(SnetError::ZeroId);
         }
-        Ok(s)
+        Ok(s.keep_ciphers(settings))
     }
 
     /// The stream's ID.
@@ -174,8 +193,8 @@ impl Session {
     /// Takes bytes that arrived on the stream, decrypting them in place.
     #[inline]
     pub fn received(&mut self, data: &mut [u8]) {
-        if self.encrypt {
-            self.rx.apply_keystream(data);
+        if let Some(c) = self.ciphers.as_mut() {
+            c.rx.apply_keystream(data);
         }
         self.read += data.len() as u64;
     }
@@ -184,25 +203,23 @@ impl Session {
     /// encrypting it there. Returns the bytes taken.
     #[inline]
     pub fn commit(&mut self, bufs: &[IoSlice<'_>]) -> usize {
-        let (tx, encrypt) = (&mut self.tx, self.encrypt);
-        self.ring.commit(bufs, |run| {
-            if encrypt {
-                tx.apply_keystream(run);
-            }
-        })
+        match self.ciphers.as_mut() {
+            Some(c) => self.ring.commit(bufs, |run| c.tx.apply_keystream(run)),
+            None => self.ring.commit(bufs, |_| {}),
+        }
     }
 
     /// Whether bytes are written to the link as they are (no encryption),
     /// so they can go straight from the caller's buffers.
     pub fn is_plain(&self) -> bool {
-        !self.encrypt
+        self.ciphers.is_none()
     }
 
     /// Records that the first `n` bytes of `bufs` went to the link as they
     /// are, with nothing unsent before them (unencrypted streams only).
     #[inline]
     pub fn record(&mut self, bufs: &[IoSlice<'_>], n: usize) {
-        debug_assert!(!self.encrypt);
+        debug_assert!(self.ciphers.is_none());
         self.ring.record(bufs, n);
     }
 

@@ -92,15 +92,48 @@ pub(super) struct Conn<T> {
     pub peer_closed: bool,
     /// Set when the connection is to be closed at the end of the turn.
     pub doomed: Option<CloseReason>,
-    /// Its snet stream's ID, if it has one.
-    pub snet_id: Option<u64>,
-    /// Its snet link is down: when the stream gives up waiting for another.
+    /// Its snet stream, if it has one (boxed: most connections have none).
+    pub snet: Option<Box<SnetStream>>,
+}
+
+/// What the core keeps about a connection's snet stream.
+pub(super) struct SnetStream {
+    /// The stream's ID.
+    pub id: u64,
+    /// Its link is down: when the stream gives up waiting for another.
     pub detached: Option<Instant>,
     /// Reconnects allowed now, refilled over time (a flood of reconnects
     /// for one stream is refused).
-    pub resume_tokens: f32,
+    resume_tokens: f32,
     /// When `resume_tokens` was last refilled.
-    pub resume_refill: Instant,
+    resume_refill: Instant,
+}
+
+impl SnetStream {
+    pub fn new(id: u64, now: Instant) -> SnetStream {
+        SnetStream {
+            id,
+            detached: None,
+            resume_tokens: RESUME_BURST,
+            resume_refill: now,
+        }
+    }
+
+    /// Takes one reconnect from the stream's allowance, if any is left.
+    pub fn allow_resume(&mut self, now: Instant) -> bool {
+        let refill = now
+            .saturating_duration_since(self.resume_refill)
+            .as_secs_f32()
+            * RESUMES_PER_SEC;
+        self.resume_tokens = (self.resume_tokens + refill).min(RESUME_BURST);
+        self.resume_refill = now;
+        if self.resume_tokens >= 1.0 {
+            self.resume_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl<T> Conn<T> {
@@ -132,27 +165,15 @@ impl<T> Conn<T> {
             drain: Drain::Flushing,
             peer_closed: false,
             doomed: None,
-            snet_id: None,
-            detached: None,
-            resume_tokens: RESUME_BURST,
-            resume_refill: now,
+            snet: None,
         }
     }
 
-    /// Takes one reconnect from the stream's allowance, if any is left.
-    pub fn allow_resume(&mut self, now: Instant) -> bool {
-        let refill = now
-            .saturating_duration_since(self.resume_refill)
-            .as_secs_f32()
-            * RESUMES_PER_SEC;
-        self.resume_tokens = (self.resume_tokens + refill).min(RESUME_BURST);
-        self.resume_refill = now;
-        if self.resume_tokens >= 1.0 {
-            self.resume_tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// When its snet stream, waiting for a link, gives up; `None` if it is
+    /// not waiting.
+    #[inline]
+    pub fn detached(&self) -> Option<Instant> {
+        self.snet.as_ref().and_then(|s| s.detached)
     }
 
     pub fn id(&self) -> Option<u32> {
@@ -164,7 +185,7 @@ impl<T> Conn<T> {
 
     /// When this connection times out if nothing more happens.
     pub fn deadline(&self, idle_timeout: Duration) -> Instant {
-        if let Some(at) = self.detached {
+        if let Some(at) = self.detached() {
             return at;
         }
         match self.state {

@@ -495,7 +495,7 @@ impl<T: Transport> Core<T> {
         s.snet_waiting = self
             .conns
             .iter()
-            .filter(|(_, c)| c.detached.is_some())
+            .filter(|(_, c)| c.detached().is_some())
             .count();
         let (r, w) = (self.rpool.stats(), self.wpool.stats());
         s.pool.pages = r.pages + w.pages;
@@ -518,7 +518,7 @@ impl<T: Transport> Core<T> {
                 queued_bytes: c.out.bytes(),
                 queued_msgs: c.out.msgs(),
                 idle: now.saturating_duration_since(c.last_active),
-                snet_waiting: c.detached.map(|at| at.saturating_duration_since(now)),
+                snet_waiting: c.detached().map(|at| at.saturating_duration_since(now)),
             })
             .collect()
     }
@@ -545,7 +545,7 @@ impl<T: Transport> Core<T> {
                 continue;
             };
             let mut due = c.deadline(self.cfg.side(c.side).idle_timeout);
-            if c.stalled && c.detached.is_none() {
+            if c.stalled && c.detached().is_none() {
                 // Paused by the gateway: its unread bytes are not silence.
                 due = now + self.cfg.side(c.side).idle_timeout;
             }
@@ -555,7 +555,7 @@ impl<T: Transport> Core<T> {
                 continue;
             }
             let reason = match c.state {
-                _ if c.detached.is_some() => {
+                _ if c.detached().is_some() => {
                     self.stats.snet_expired += 1;
                     CloseReason::SnetExpired
                 }
@@ -634,7 +634,7 @@ impl<T: Transport> Core<T> {
             self.queue_command(other, Command::Close { conn_id });
         }
         let mut c = self.conns.remove(key);
-        self.forget_stream(key, c.snet_id);
+        self.forget_stream(key, c.snet.as_ref().map(|s| s.id));
         let source_counted = !matches!(c.state, State::Proxy { .. });
         self.admission.released(side, c.peer.ip(), source_counted);
         if self.conns.capacity() > 256 && self.conns.len() * 4 < self.conns.capacity() {

@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use super::conn::SnetStream;
 use super::input::Flow;
 use super::Core;
 use crate::gateway::stats::{CloseReason, ProtocolError};
@@ -59,7 +60,7 @@ impl<T: Transport> Core<T> {
         };
         self.stats.snet_handshakes += 1;
         self.snet_streams.insert(id, key);
-        self.conns[key].snet_id = Some(id);
+        self.conns[key].snet = Some(Box::new(SnetStream::new(id, now)));
         self.enter(key, state);
         self.conns[key].last_active = now;
         self.schedule(key);
@@ -91,7 +92,11 @@ impl<T: Transport> Core<T> {
             self.protocol_error(key, ProtocolError::Snet(e));
             return;
         }
-        if !self.conns[target].allow_resume(now) {
+        let allowed = self.conns[target]
+            .snet
+            .as_mut()
+            .is_some_and(|s| s.allow_resume(now));
+        if !allowed {
             self.stats.snet_resume_flood += 1;
             if self.may_log() {
                 log::warn!(
@@ -121,7 +126,7 @@ impl<T: Transport> Core<T> {
         }
         self.stats.snet_resumes += 1;
         let c = &mut self.conns[target];
-        let waited = c.detached.take().is_some();
+        let waited = c.snet.as_mut().and_then(|s| s.detached.take()).is_some();
         c.last_active = now;
         c.ready = Ready::READABLE | Ready::WRITABLE;
         log::debug!(
@@ -145,7 +150,7 @@ impl<T: Transport> Core<T> {
     #[inline]
     pub(super) fn check_detached(&mut self, key: usize) {
         let c = &self.conns[key];
-        if c.detached.is_none() && c.io.is_detached() {
+        if c.detached().is_none() && c.io.is_detached() {
             self.detach(key);
         }
     }
@@ -153,13 +158,13 @@ impl<T: Transport> Core<T> {
     #[cold]
     fn detach(&mut self, key: usize) {
         let now = self.now.unwrap_or_else(Instant::now);
-        let wait = match self.cfg.side(self.conns[key].side).snet {
-            Some(snet) => snet.wait_timeout,
-            None => return,
-        };
-        self.stats.snet_links_lost += 1;
         let c = &mut self.conns[key];
-        c.detached = Some(now + wait);
+        let (Some(cfg), Some(stream)) = (self.cfg.side(c.side).snet, c.snet.as_mut()) else {
+            return;
+        };
+        let wait = cfg.wait_timeout;
+        stream.detached = Some(now + wait);
+        self.stats.snet_links_lost += 1;
         c.ready = Ready::EMPTY;
         log::debug!(
             "{}: snet link lost; waiting up to {wait:?} for a reconnect",
@@ -175,7 +180,7 @@ impl<T: Transport> Core<T> {
 
     /// Whether `key` is an snet stream waiting for its link.
     pub(super) fn is_waiting(&self, key: usize) -> bool {
-        self.conns[key].detached.is_some()
+        self.conns[key].detached().is_some()
     }
 
     /// A closing connection's stream is forgotten.
