@@ -4,7 +4,7 @@
 use std::io::IoSlice;
 
 use super::*;
-use crate::snet::RewindError;
+use crate::snet::{Resume, RewindError};
 use crate::transport::MemPipe;
 
 fn settings(encrypt: bool, buffer: usize) -> SnetSettings {
@@ -41,6 +41,25 @@ impl Pair {
         let b = self.gw_link.take_output();
         let n = b.len().min(limit);
         self.ep_link.send(&b[..n]);
+    }
+
+    /// The endpoint dials again over a new link, and the gateway reads its
+    /// reconnect request on a fresh link of its own: that link's transport
+    /// and the request (the pair's links are the new ones from here).
+    fn redial(&mut self, s: SnetSettings) -> (Snet<MemPipe>, Resume) {
+        let (gw_link, ep_link) = (MemPipe::new(), MemPipe::new());
+        self.ep.reattach(ep_link.clone());
+        self.ep.write(&[]);
+        let mut fresh = Snet::accept(gw_link.clone(), s);
+        gw_link.send(&ep_link.take_output());
+        let mut buf = [0u8; 8];
+        fresh.read(&mut buf, Ready::READABLE);
+        let Some(Ok(Request::Resume(r))) = fresh.request() else {
+            panic!("no reconnect request");
+        };
+        self.gw_link = gw_link;
+        self.ep_link = ep_link;
+        (fresh, r)
     }
 
     fn handshake(&mut self, id: u64) {
@@ -115,21 +134,10 @@ fn a_cut_anywhere_loses_and_repeats_nothing() {
             // While detached, writes wait.
             assert_eq!(p.gw.write(&[IoSlice::new(b"x")]), (0, IoStatus::WouldBlock));
 
-            // The endpoint dials again; the gateway reads the request on a
-            // new link and moves it into the waiting stream.
-            let (gw_link, ep_link) = (MemPipe::new(), MemPipe::new());
-            p.ep.reattach(ep_link.clone());
-            p.ep.write(&[]);
-            let mut fresh = Snet::accept(gw_link.clone(), settings(encrypt, 128));
-            gw_link.send(&ep_link.take_output());
-            let mut buf = [0u8; 8];
-            fresh.read(&mut buf, Ready::READABLE);
-            let Some(Ok(Request::Resume(r))) = fresh.request() else {
-                panic!("cut {cut}: no reconnect request");
-            };
+            // The endpoint dials again; the gateway moves the new link into
+            // the waiting stream.
+            let (mut fresh, r) = p.redial(settings(encrypt, 128));
             p.gw.resume_from(&mut fresh, &r).unwrap();
-            p.gw_link = gw_link;
-            p.ep_link = ep_link;
             p.gw.write(&[IoSlice::new(&msg_to_ep[40..])]);
             p.shuttle(usize::MAX);
             got_ep.extend(read_all(&mut p.ep));
@@ -146,23 +154,14 @@ fn a_cut_anywhere_loses_and_repeats_nothing() {
 fn a_resume_beyond_the_ring_fails_for_good() {
     let mut p = Pair::new(settings(false, 16));
     p.handshake(9);
-    // 40 bytes sent by the gateway, none arrive.
+    // 32 bytes sent by the gateway, none arrive.
     for chunk in [[1u8; 16], [2; 16]] {
         assert_eq!(p.gw.write(&[IoSlice::new(&chunk)]).0, 16);
     }
     p.gw_link.take_output();
     p.gw_link.reset();
     read_all(&mut p.gw);
-    let (gw_link, ep_link) = (MemPipe::new(), MemPipe::new());
-    p.ep.reattach(ep_link.clone());
-    p.ep.write(&[]);
-    let mut fresh = Snet::accept(gw_link.clone(), settings(false, 16));
-    gw_link.send(&ep_link.take_output());
-    let mut buf = [0u8; 8];
-    fresh.read(&mut buf, Ready::READABLE);
-    let Some(Ok(Request::Resume(r))) = fresh.request() else {
-        panic!("no reconnect request");
-    };
+    let (mut fresh, r) = p.redial(settings(false, 16));
     assert_eq!(
         p.gw.resume_from(&mut fresh, &r),
         Err(SnetError::Rewind(RewindError::NotInRing {
