@@ -667,3 +667,64 @@ fn reuse_port_lets_two_gateways_share_the_client_port() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ClientAddr"));
 }
+
+/// With `-ClientSnetEnable`, a client whose link broke stays, waiting:
+/// `lookup conns` shows it so, `lookup stats` counts it, and after
+/// `-ClientSnetWaitTimeout` it is gone.
+#[test]
+fn a_waiting_snet_client_shows_in_lookups_then_expires() {
+    use uniway::snet::{Session, SnetSettings, REPLY_LEN};
+    let mut fw = Fastway::start(&[
+        "-ClientAddr=127.0.0.1:0",
+        "-ServerAddr=127.0.0.1:0",
+        "-ClientSnetEnable",
+        "-ClientSnetWaitTimeout=2s",
+    ]);
+    let mut link = TcpStream::connect(fw.client).unwrap();
+    link.set_read_timeout(Some(DEADLINE)).unwrap();
+    link.write_all(&Session::request(0x1234_5678)).unwrap();
+    let mut reply = [0u8; REPLY_LEN];
+    link.read_exact(&mut reply).unwrap();
+    let settings = SnetSettings {
+        encrypt: false,
+        buffer: 1024,
+    };
+    Session::connect(0x1234_5678, &reply, settings).unwrap();
+    fw.command("lookup conns", "fastway.conns written");
+    let conns = read_file(&fw.dir, "fastway.conns");
+    assert!(conns.starts_with("side id peer vconns queued_bytes queued_msgs idle_ms link\n"));
+    assert!(conns.lines().nth(1).unwrap().ends_with(" up"), "{conns}");
+    drop(link);
+    let start = Instant::now();
+    loop {
+        fw.command("lookup conns", "fastway.conns written");
+        let conns = read_file(&fw.dir, "fastway.conns");
+        if conns
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains(" waiting:"))
+        {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "never waiting: {conns}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fw.command("lookup stats", "fastway.stats written");
+    let stats = read_file(&fw.dir, "fastway.stats");
+    assert_eq!(stat(&stats, "snet_waiting"), 1);
+    assert_eq!(stat(&stats, "snet_links_lost"), 1);
+    assert_eq!(stat(&stats, "clients"), 1);
+    loop {
+        fw.command("lookup stats", "fastway.stats written");
+        let stats = read_file(&fw.dir, "fastway.stats");
+        if stat(&stats, "snet_expired") == 1 {
+            assert_eq!(
+                (stat(&stats, "clients"), stat(&stats, "snet_waiting")),
+                (0, 0)
+            );
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "never expired: {stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -657,3 +657,38 @@ fn the_blocking_api_resumes_transparently() {
         stats.snet_resumes
     );
 }
+
+#[test]
+fn frames_for_a_waiting_stream_queue_within_the_usual_caps() {
+    let mut cfg = test_config();
+    cfg.client.send_queue_msgs = 20;
+    cfg.client.snet = Some(SnetConfig {
+        settings: PLAIN,
+        init_timeout: Duration::from_secs(2),
+        wait_timeout: Duration::from_secs(10),
+    });
+    let gw = TestGateway::start(cfg);
+    let mut server = RawPeer::server(gw.server_addr, 1, KEY);
+    let (mut c, conn_id) = dialled(&gw, &mut server);
+    c.stream.shutdown(Shutdown::Both).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Ten frames wait for the client's return...
+    for i in 0..10u8 {
+        server.send_data(conn_id, &[i; 10]);
+    }
+    server.send_cmd(Command::Ping);
+    assert_eq!(server.recv_cmd(), Command::Ping);
+    assert!(c.resume(gw.client_addr));
+    for i in 0..10u8 {
+        assert_eq!(&c.recv(18)[8..], &[i; 10], "frame {i} after the resume");
+    }
+    // ... but past the cap the waiting client is a slow consumer.
+    c.stream.shutdown(Shutdown::Both).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    for i in 0..30u8 {
+        server.send_data(conn_id, &[i; 10]);
+    }
+    assert_eq!(server.recv_cmd(), Command::Close { conn_id });
+    let stats = gw.stop().stats();
+    assert_eq!((stats.slow_consumers, stats.clients), (1, 0));
+}
