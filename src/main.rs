@@ -316,7 +316,7 @@ fn run_command_file(
     let cmd = match command::parse_command(&text) {
         Ok(c) => c,
         Err(e) => {
-            warn!("SIGUSR1: {e} in {CMD_FILE}; known: cpuprof start|stop, lookup stats|conns|heap, reload tls");
+            warn!("SIGUSR1: {e} in {CMD_FILE}; known: cpuprof start|stop, lookup stats|conns|heap, kick client|server ID, reload tls");
             return;
         }
     };
@@ -326,10 +326,17 @@ fn run_command_file(
     };
     match cmd {
         OpCommand::LookupStats => write("fastway.stats", command::render_stats(&gw.stats())),
-        OpCommand::LookupConns => write(
+        OpCommand::LookupConns(filter) => write(
             "fastway.conns",
-            command::render_conns(&gw.conns(Instant::now())),
+            command::render_conns(&gw.conns(Instant::now()), &filter),
         ),
+        OpCommand::Kick(side, id) => {
+            if gw.kick(side, id) {
+                info!("kick {side} {id}: closing it");
+            } else {
+                warn!("kick {side} {id}: no such {side}");
+            }
+        }
         OpCommand::LookupHeap => write(
             "fastway.heap.prof",
             command::render_heap(&gw.stats(), command::rss_bytes(), started.elapsed()),

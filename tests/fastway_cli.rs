@@ -728,3 +728,44 @@ fn a_waiting_snet_client_shows_in_lookups_then_expires() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn kick_closes_a_peer_and_tells_the_other_ends() {
+    let mut fw = Fastway::start(&[
+        "-ClientAddr=127.0.0.1:0",
+        "-ServerAddr=127.0.0.1:0",
+        "-ServerAuthKey=k",
+    ]);
+    let mut server = RawPeer::server(fw.server, 7, b"k");
+    let mut a = RawPeer::client(fw.client);
+    let mut b = RawPeer::client(fw.client);
+    let conn_a = a.dial(7);
+    let (_, client_a) = server.expect_connect();
+    let conn_b = b.dial(7);
+    server.expect_connect();
+
+    fw.command(
+        &format!("lookup conns side=client id={client_a}"),
+        "fastway.conns written",
+    );
+    let conns = read_file(&fw.dir, "fastway.conns");
+    assert_eq!(conns.lines().count(), 2, "{conns}");
+    assert!(conns
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with(&format!("client {client_a} ")));
+
+    fw.command(&format!("kick client {client_a}"), "closing it");
+    a.expect_closed();
+    assert_eq!(server.recv_cmd(), Command::Close { conn_id: conn_a });
+    fw.command("kick client 999", "no such client");
+    fw.command("kick server 7", "closing it");
+    server.expect_closed();
+    assert_eq!(b.recv_cmd(), Command::Close { conn_id: conn_b });
+    fw.command("lookup stats", "fastway.stats written");
+    let stats = read_file(&fw.dir, "fastway.stats");
+    assert_eq!(stat(&stats, "kicked"), 2);
+    assert_eq!(stat(&stats, "servers"), 0);
+    fw.wait_log("kicked by the operator");
+}

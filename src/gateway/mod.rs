@@ -423,6 +423,13 @@ impl Gateway {
         }
     }
 
+    /// Closes client or server `id`; its vconns close and their other ends
+    /// are told (done in the next [`handle_timeout`](Self::handle_timeout)).
+    /// `false` if there is no such peer.
+    pub fn kick(&mut self, side: Side, id: u32) -> bool {
+        self.core.kick(side, id)
+    }
+
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
         self.core.stats()

@@ -35,6 +35,8 @@ pub enum CloseReason {
     Refused,
     /// The gateway is shutting down.
     Shutdown,
+    /// The operator closed it (`kick`).
+    Kicked,
     /// An snet stream's link broke and no reconnect came within the wait
     /// timeout.
     SnetExpired,
@@ -62,6 +64,7 @@ impl fmt::Display for CloseReason {
             ),
             CloseReason::Refused => f.write_str("refused by a connection limit"),
             CloseReason::Shutdown => f.write_str("gateway shutting down"),
+            CloseReason::Kicked => f.write_str("kicked by the operator"),
             CloseReason::SnetExpired => {
                 f.write_str("snet link lost and not back within the wait timeout")
             }
@@ -217,6 +220,8 @@ pub struct Stats {
     pub partial_budget_cuts: u64,
     /// Total: connections closed by socket errors or EOF.
     pub peer_closes: u64,
+    /// Total: connections the operator closed (`kick`).
+    pub kicked: u64,
     /// Gauge: snet streams whose link is down, waiting for a reconnect.
     pub snet_waiting: usize,
     /// Total: snet streams opened (handshakes done).
@@ -290,6 +295,7 @@ impl Stats {
             ("partial_frames_dropped", self.partial_frames_dropped),
             ("partial_budget_cuts", self.partial_budget_cuts),
             ("peer_closes", self.peer_closes),
+            ("kicked", self.kicked),
             ("snet_waiting", self.snet_waiting as u64),
             ("snet_handshakes", self.snet_handshakes),
             ("snet_links_lost", self.snet_links_lost),

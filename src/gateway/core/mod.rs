@@ -485,6 +485,24 @@ impl<T: Transport> Core<T> {
         self.reap();
     }
 
+    /// Closes client or server `id` (at the end of the next turn): its
+    /// vconns close and their other ends are told. `false` if there is no
+    /// such peer.
+    pub fn kick(&mut self, side: Side, id: u32) -> bool {
+        let map = match side {
+            Side::Client => &self.clients,
+            Side::Server => &self.servers,
+        };
+        let Some(&key) = map.get(&id) else {
+            return false;
+        };
+        if self.conns[key].doomed.is_none() {
+            self.stats.kicked += 1;
+        }
+        self.doom(key, CloseReason::Kicked);
+        true
+    }
+
     /// Counters, with gauges filled in.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
@@ -797,6 +815,7 @@ fn close_level(side: Side, reason: CloseReason) -> Option<log::Level> {
             | CloseReason::PartialBudget,
         ) => Some(log::Level::Warn),
         (_, CloseReason::SnetResumed) => None,
+        (_, CloseReason::Kicked) => Some(log::Level::Info),
         (Side::Server, CloseReason::SnetExpired) => Some(log::Level::Warn),
         // Said when the newer server registered.
         (Side::Server, CloseReason::Replaced) => None,
