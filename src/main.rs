@@ -19,6 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use uniway::cli::command::{self, OpCommand};
+use uniway::cli::metrics::{self, MetricsServer, WorkerMetrics};
 use uniway::cli::{self, listen, Options, Parsed};
 use uniway::tls::{server_config, TlsFiles};
 use uniway::transport::WsSettings;
@@ -28,6 +29,10 @@ const SIGNALS: Token = Token(0);
 const GATEWAY_TOKENS: TokenRange = TokenRange {
     start: 1,
     len: 1 << 30,
+};
+const METRICS_TOKENS: TokenRange = TokenRange {
+    start: (1 << 30) + 1,
+    len: 32,
 };
 /// How long a shutdown may spend flushing queued bytes.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
@@ -162,6 +167,19 @@ fn run(opts: Options) -> Result<(), String> {
         gw.listen_ws(poll.registry(), listener, ws_settings, config)
             .map_err(|e| format!("WebSocket listener: {e}"))?;
     }
+    let mut metrics = match &opts.metrics_addr {
+        Some(addr) => {
+            let listener =
+                listen::bind(addr, false).map_err(|e| format!("MetricsAddr {addr}: {e}"))?;
+            let m = MetricsServer::new(listener, poll.registry(), METRICS_TOKENS)
+                .map_err(|e| format!("MetricsAddr {addr}: {e}"))?;
+            if let Ok(at) = m.local_addr() {
+                info!("metrics (GET /metrics) listener at {at}");
+            }
+            Some(m)
+        }
+        None => None,
+    };
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     poll.registry()
@@ -191,6 +209,13 @@ fn run(opts: Options) -> Result<(), String> {
     loop {
         let now = Instant::now();
         let mut timeout = gw.poll_timeout(now);
+        if let Some(at) = metrics
+            .as_mut()
+            .and_then(|m| m.handle_timeout(poll.registry(), now))
+        {
+            let left = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         if let Some(until) = drain_until {
             let left = until
                 .saturating_duration_since(now)
@@ -204,6 +229,12 @@ fn run(opts: Options) -> Result<(), String> {
         }
         let now = Instant::now();
         for ev in events.iter() {
+            if let Some(m) = metrics.as_mut().filter(|m| m.owns(ev.token())) {
+                m.handle_event(poll.registry(), ev, now, || {
+                    metrics::render(vec![worker_metrics(&gw, now)])
+                });
+                continue;
+            }
             if ev.token() != SIGNALS {
                 gw.handle_event(poll.registry(), ev, now);
                 continue;
@@ -248,6 +279,15 @@ fn run(opts: Options) -> Result<(), String> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// One gateway's figures for a metrics scrape.
+fn worker_metrics(gw: &Gateway, now: Instant) -> WorkerMetrics {
+    WorkerMetrics {
+        stats: gw.stats(),
+        turns: gw.turn_histogram(),
+        queued: gw.conns(now).iter().map(|c| c.queued_bytes).collect(),
     }
 }
 

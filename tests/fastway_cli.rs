@@ -64,6 +64,7 @@ const CLI_MD_FLAGS: &[&str] = &[
     "ServerSnetBuffer",
     "ServerSnetInitTimeout",
     "ServerSnetWaitTimeout",
+    "MetricsAddr",
 ];
 
 /// A fresh working directory for one process.
@@ -768,4 +769,47 @@ fn kick_closes_a_peer_and_tells_the_other_ends() {
     assert_eq!(stat(&stats, "kicked"), 2);
     assert_eq!(stat(&stats, "servers"), 0);
     fw.wait_log("kicked by the operator");
+}
+
+#[test]
+fn metrics_are_served_for_prometheus() {
+    let mut fw = Fastway::start(&[
+        "-ClientAddr=127.0.0.1:0",
+        "-ServerAddr=127.0.0.1:0",
+        "-ServerAuthKey=k",
+        "-MetricsAddr=127.0.0.1:0",
+    ]);
+    let at = fw.wait_addr("metrics (GET /metrics) listener at ");
+    let _server = RawPeer::server(fw.server, 3, b"k");
+    let mut client = RawPeer::client(fw.client);
+    client.dial(3);
+    let get = |path: &str| {
+        let mut s = TcpStream::connect(at).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        // The request in two pieces, as a slow scraper might send it.
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        s.write_all(b"\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let page = get("/metrics");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    for line in [
+        "uniway_clients{worker=\"0\"} 1",
+        "uniway_clients{worker=\"total\"} 1",
+        "uniway_servers{worker=\"total\"} 1",
+        "uniway_vconns{worker=\"0\"} 1",
+        "uniway_dials_total{worker=\"total\"} 1",
+        "# TYPE uniway_frames_per_turn histogram",
+        "uniway_queue_depth_bytes_count 2",
+    ] {
+        assert!(page.contains(line), "no {line:?} in\n{page}");
+    }
+    assert!(get("/").starts_with("HTTP/1.1 404"));
+    // Scrapes do not disturb the gateway.
+    client.send_cmd(Command::Ping);
+    assert_eq!(client.recv_cmd(), Command::Ping);
 }

@@ -90,6 +90,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
     flag("--ClientIdleTimeout", Kind::Duration, "30s", "close a client silent for this long; clients must ping sooner"),
     flag("--ClientSendChanSize", Kind::Count, "1000", "most messages queued to one client before it counts as a slow consumer"),
+    flag("--MetricsAddr", Kind::Text, "", "serve Prometheus metrics at http://ADDR/metrics (e.g. :9100); off when empty"),
     flag("--ClientSnetEnable", Kind::Bool, "false", "clients speak snet: links that survive reconnects (plain TCP listener)"),
     flag("--ClientSnetEncrypt", Kind::Bool, "false", "encrypt client snet streams"),
     flag("--ClientSnetBuffer", Kind::Size, "32K", "snet resend buffer per client connection"),
@@ -145,6 +146,8 @@ pub struct Options {
     pub snet_on: [bool; 2],
     /// The other `*Snet*` flags per side, applied when snet is on.
     pub snet: [SnetConfig; 2],
+    /// Where to serve Prometheus metrics (`MetricsAddr`), if anywhere.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for Options {
@@ -163,6 +166,7 @@ impl Default for Options {
             ws_tls: None,
             server_tls: None,
             snet_on: [false; 2],
+            metrics_addr: None,
             snet: [
                 SnetConfig::defaults(Side::Client),
                 SnetConfig::defaults(Side::Server),
@@ -298,6 +302,7 @@ pub fn parse_with_env(args: Vec<OsString>, env_key: Option<OsString>) -> Result<
         "ClientWs",
     )?;
     opts.ws_addr = text("ClientWsAddr");
+    opts.metrics_addr = text("MetricsAddr");
     if let Some(path) = text("ClientWsPath") {
         if !path.starts_with('/') {
             return Err(FlagError(format!(
@@ -443,7 +448,7 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         // Read as a group once all flags are in.
         "ClientTlsCert" | "ClientTlsKey" | "ServerTlsCert" | "ServerTlsKey"
         | "ServerTlsClientCA" | "ClientWsAddr" | "ClientWsPath" | "ClientWsOrigins"
-        | "ClientWsTlsCert" | "ClientWsTlsKey" => {}
+        | "ClientWsTlsCert" | "ClientWsTlsKey" | "MetricsAddr" => {}
         "ServerProxyProtocol" => c.server.proxy_protocol = parse_bool(v)?,
         "ServerAddr" => o.server_addr = v.to_string(),
         "ClientMaxConn" => {
@@ -527,7 +532,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 45] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 46] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -573,6 +578,7 @@ mod tests {
         ("ServerSnetBuffer", "1M"),
         ("ServerSnetInitTimeout", "10s"),
         ("ServerSnetWaitTimeout", "60s"),
+        ("MetricsAddr", ""),
     ];
 
     #[test]

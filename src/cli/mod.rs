@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod flags;
+pub mod metrics;
 pub mod value;
 
 /// The listeners, kept at [`crate::listen`] for library users.

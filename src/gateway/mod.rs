@@ -37,7 +37,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 pub use self::admission::{Refusal, Source, MAX_BUCKETS};
 pub use self::core::{ConnInfo, Core};
-pub use self::stats::{CloseReason, ProtocolError, Stats};
+pub use self::stats::{CloseReason, ProtocolError, Stats, TurnHistogram, TURN_FRAME_BOUNDS};
 pub use self::vconn::MAX_VCONNS;
 use crate::config::{Config, ConfigError};
 pub use crate::side::Side;
@@ -428,6 +428,11 @@ impl Gateway {
     /// `false` if there is no such peer.
     pub fn kick(&mut self, side: Side, id: u32) -> bool {
         self.core.kick(side, id)
+    }
+
+    /// Data frames routed per turn, over the turns that routed any.
+    pub fn turn_histogram(&self) -> TurnHistogram {
+        self.core.turn_histogram()
     }
 
     /// Counters and gauges.

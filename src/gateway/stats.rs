@@ -309,3 +309,45 @@ impl Stats {
         ]
     }
 }
+
+/// Upper bounds of the frames-per-turn histogram's buckets (the last bucket,
+/// past these, is everything larger).
+pub const TURN_FRAME_BOUNDS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// How many data frames each turn routed: a histogram over turns, for an
+/// operator who wants to see how bursty the load is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnHistogram {
+    /// Turns per bucket: `buckets[i]` counts turns with at most
+    /// `TURN_FRAME_BOUNDS[i]` frames (and more than the bound before);
+    /// the last counts the rest.
+    pub buckets: [u64; TURN_FRAME_BOUNDS.len() + 1],
+    /// Frames over all turns counted.
+    pub sum: u64,
+}
+
+impl TurnHistogram {
+    /// Counts one turn that routed `frames` data frames.
+    #[inline]
+    pub fn record(&mut self, frames: u64) {
+        let i = TURN_FRAME_BOUNDS
+            .iter()
+            .position(|&b| frames <= b)
+            .unwrap_or(TURN_FRAME_BOUNDS.len());
+        self.buckets[i] += 1;
+        self.sum += frames;
+    }
+
+    /// Turns counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Adds another histogram's counts (workers into a total).
+    pub fn add(&mut self, other: &TurnHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.sum += other.sum;
+    }
+}

@@ -47,7 +47,7 @@ use slab::Slab;
 use self::conn::{Conn, State};
 use super::admission::{Admission, Refusal};
 use super::loglimit::LogLimit;
-use super::stats::{CloseReason, Stats};
+use super::stats::{CloseReason, Stats, TurnHistogram};
 use super::vconn::{IdMap, VConnTable};
 use crate::buf::Pool;
 use crate::config::Config;
@@ -121,6 +121,8 @@ pub struct Core<T> {
     next_snet_id: u64,
     /// Connections whose snet stream moved onto a new link this turn.
     relinked: Vec<usize>,
+    /// Data frames routed per turn (turns that routed some).
+    turn_frames: TurnHistogram,
 }
 
 impl<T: Transport> Core<T> {
@@ -160,6 +162,7 @@ impl<T: Transport> Core<T> {
             snet_streams: std::collections::HashMap::new(),
             next_snet_id: 1,
             relinked: Vec::new(),
+            turn_frames: TurnHistogram::default(),
         }
     }
 
@@ -330,6 +333,7 @@ impl<T: Transport> Core<T> {
     /// Safe to call at any time, as often as wanted.
     pub fn turn(&mut self, now: Instant) {
         self.now = Some(now);
+        let frames_before = self.stats.frames_from_clients + self.stats.frames_from_servers;
         // Connections that still have input after their budget are marked
         // again, for the next turn.
         let ready = std::mem::take(&mut self.ready);
@@ -343,6 +347,10 @@ impl<T: Transport> Core<T> {
             let mut ready = ready;
             ready.clear();
             self.ready = ready;
+        }
+        let frames = self.stats.frames_from_clients + self.stats.frames_from_servers;
+        if frames > frames_before {
+            self.turn_frames.record(frames - frames_before);
         }
         self.flush_all();
         self.fire_deadlines(now);
@@ -501,6 +509,11 @@ impl<T: Transport> Core<T> {
         }
         self.doom(key, CloseReason::Kicked);
         true
+    }
+
+    /// Data frames routed per turn, over the turns that routed any.
+    pub fn turn_histogram(&self) -> TurnHistogram {
+        self.turn_frames
     }
 
     /// Counters, with gauges filled in.

@@ -1,0 +1,459 @@
+//! `-MetricsAddr`: the gateway's counters for Prometheus.
+//!
+//! [`render`] turns a snapshot of each worker's counters into the
+//! Prometheus/OpenMetrics text format (encoded by `prometheus-client`):
+//! every counter and gauge of [`Stats`], per worker (label `worker="0"`,
+//! ...) and for the whole process (`worker="total"`), and two histograms:
+//! data frames routed per turn, and bytes queued per connection at the
+//! time of the scrape. [`MetricsServer`] answers `GET /metrics` over HTTP/1
+//! from the caller's mio loop: small, non-blocking, one request per
+//! connection, with a deadline and a cap on connections at once.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry as PromRegistry;
+use slab::Slab;
+
+use crate::gateway::{Stats, TurnHistogram, TURN_FRAME_BOUNDS};
+use crate::tokens::TokenRange;
+
+/// One worker's figures at the time of a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerMetrics {
+    /// Its counters and gauges.
+    pub stats: Stats,
+    /// Data frames routed per turn.
+    pub turns: TurnHistogram,
+    /// Bytes queued to each of its connections.
+    pub queued: Vec<usize>,
+}
+
+/// Upper bounds of the queue-depth histogram, in bytes.
+const QUEUE_BOUNDS: [f64; 9] = [
+    0.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+];
+
+/// The fields of [`Stats`] that are gauges (current values); the others
+/// are counters (totals since start).
+const GAUGES: &[&str] = &[
+    "clients",
+    "servers",
+    "vconns",
+    "queued_bytes",
+    "pool_pages",
+    "pool_page_bytes",
+    "pool_chunks_in_use",
+    "pool_bytes_in_use",
+    "snet_waiting",
+];
+
+/// Help text for a field of [`Stats`].
+fn help(field: &str) -> String {
+    let text = match field {
+        "clients" => "live client connections",
+        "servers" => "live server connections, handshaking ones included",
+        "vconns" => "live virtual connections",
+        "queued_bytes" => "bytes queued for writing over all connections",
+        "pool_pages" => "buffer pool pages mapped",
+        "pool_page_bytes" => "bytes of buffer pool pages mapped",
+        "pool_chunks_in_use" => "buffer chunks in use",
+        "pool_bytes_in_use" => "bytes of buffer chunks in use",
+        "snet_waiting" => "snet streams whose link is down, waiting for a reconnect",
+        "peer_closes" => "connections closed by EOF or a socket error",
+        "kicked" => "connections closed by the operator",
+        "paused" => "times a source paused for a congested server",
+        other => return format!("total {}", other.replace('_', " ")),
+    };
+    text.to_string()
+}
+
+/// The snapshot a scrape encodes.
+#[derive(Debug)]
+struct Snapshot {
+    workers: Vec<WorkerMetrics>,
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let names: Vec<&'static str> = Stats::default().fields().iter().map(|(n, _)| *n).collect();
+        let per_worker: Vec<Vec<u64>> = self
+            .workers
+            .iter()
+            .map(|w| w.stats.fields().iter().map(|(_, v)| *v).collect())
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let gauge = GAUGES.contains(name);
+            let kind = if gauge {
+                MetricType::Gauge
+            } else {
+                MetricType::Counter
+            };
+            let full = format!("uniway_{name}");
+            let mut metric = encoder.encode_descriptor(&full, &help(name), None, kind)?;
+            let mut total = 0u64;
+            for (w, values) in per_worker.iter().enumerate() {
+                let label = [("worker", w.to_string())];
+                let v = values[i];
+                total += v;
+                let mut family = metric.encode_family(&label)?;
+                encode_value(&mut family, gauge, v)?;
+            }
+            let label = [("worker", "total".to_string())];
+            let mut family = metric.encode_family(&label)?;
+            encode_value(&mut family, gauge, total)?;
+        }
+
+        let mut turns = TurnHistogram::default();
+        for w in &self.workers {
+            turns.add(&w.turns);
+        }
+        let mut metric = encoder.encode_descriptor(
+            "uniway_frames_per_turn",
+            "data frames routed per reactor turn, over turns that routed any (all workers)",
+            None,
+            MetricType::Histogram,
+        )?;
+        // Per-bucket counts; the encoder makes them cumulative, and writes
+        // an upper bound of f64::MAX as +Inf.
+        let buckets: Vec<(f64, u64)> = turns
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (TURN_FRAME_BOUNDS.get(i).map_or(f64::MAX, |&b| b as f64), n))
+            .collect();
+        metric.encode_histogram::<NoLabelSet>(turns.sum as f64, turns.count(), &buckets, None)?;
+
+        let mut metric = encoder.encode_descriptor(
+            "uniway_queue_depth_bytes",
+            "bytes queued per connection at the time of the scrape (all workers)",
+            None,
+            MetricType::Histogram,
+        )?;
+        let depths: Vec<usize> = self
+            .workers
+            .iter()
+            .flat_map(|w| w.queued.iter().copied())
+            .collect();
+        let mut buckets: Vec<(f64, u64)> = QUEUE_BOUNDS.iter().map(|&b| (b, 0)).collect();
+        buckets.push((f64::MAX, 0));
+        for &d in &depths {
+            let i = QUEUE_BOUNDS
+                .iter()
+                .position(|&b| d as f64 <= b)
+                .unwrap_or(QUEUE_BOUNDS.len());
+            buckets[i].1 += 1;
+        }
+        let sum: usize = depths.iter().sum();
+        metric.encode_histogram::<NoLabelSet>(sum as f64, depths.len() as u64, &buckets, None)?;
+        Ok(())
+    }
+}
+
+fn encode_value(
+    e: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    gauge: bool,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    if gauge {
+        e.encode_gauge(&v)
+    } else {
+        e.encode_counter::<NoLabelSet, _, u64>(&v, None)
+    }
+}
+
+/// The metrics text for these workers' figures.
+pub fn render(workers: Vec<WorkerMetrics>) -> String {
+    let mut registry = PromRegistry::default();
+    registry.register_collector(Box::new(Snapshot { workers }));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// Most scrapes served at once; more wait in the listen backlog.
+const MAX_SCRAPES: usize = 16;
+/// A scrape that has not sent its request or taken its answer by then is
+/// dropped.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest request head accepted.
+const MAX_REQUEST: usize = 8192;
+
+struct Scrape {
+    stream: TcpStream,
+    request: Vec<u8>,
+    response: Vec<u8>,
+    written: usize,
+    deadline: Instant,
+}
+
+/// An HTTP/1 responder for `/metrics` in a caller's mio loop, on the
+/// tokens of a [`TokenRange`] (the first for the listener).
+pub struct MetricsServer {
+    listener: TcpListener,
+    range: TokenRange,
+    scrapes: Slab<Scrape>,
+}
+
+impl MetricsServer {
+    /// Serves on `listener`, registered with `registry` under the first
+    /// token of `range` (the others are for scrapes in progress).
+    pub fn new(
+        mut listener: TcpListener,
+        registry: &Registry,
+        range: TokenRange,
+    ) -> io::Result<MetricsServer> {
+        registry.register(&mut listener, Token(range.start), Interest::READABLE)?;
+        Ok(MetricsServer {
+            listener,
+            range,
+            scrapes: Slab::new(),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether `token` is one of its own.
+    pub fn owns(&self, token: Token) -> bool {
+        self.range.contains(token)
+    }
+
+    /// Takes a poll event for one of its tokens; `render` makes the body
+    /// of `/metrics` when a request for it is complete.
+    pub fn handle_event(
+        &mut self,
+        registry: &Registry,
+        event: &Event,
+        now: Instant,
+        render: impl FnOnce() -> String,
+    ) {
+        let offset = event.token().0 - self.range.start;
+        if offset == 0 {
+            self.accept(registry, now);
+            return;
+        }
+        let key = offset - 1;
+        let Some(s) = self.scrapes.get_mut(key) else {
+            return;
+        };
+        match progress(s, render) {
+            Ok(false) => {}
+            Ok(true) | Err(_) => self.drop_scrape(registry, key),
+        }
+    }
+
+    /// Drops scrapes past their deadline; returns when to call again.
+    pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) -> Option<Instant> {
+        let late: Vec<usize> = self
+            .scrapes
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for key in late {
+            self.drop_scrape(registry, key);
+        }
+        self.scrapes.iter().map(|(_, s)| s.deadline).min()
+    }
+
+    fn accept(&mut self, registry: &Registry, now: Instant) {
+        while self.scrapes.len() < MAX_SCRAPES && self.scrapes.len() + 1 < self.range.len {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let key = self.scrapes.vacant_key();
+                    let token = Token(self.range.start + 1 + key);
+                    if registry
+                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.scrapes.insert(Scrape {
+                        stream,
+                        request: Vec::new(),
+                        response: Vec::new(),
+                        written: 0,
+                        deadline: now + SCRAPE_DEADLINE,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("metrics listener: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drop_scrape(&mut self, registry: &Registry, key: usize) {
+        if let Some(mut s) = self.scrapes.try_remove(key) {
+            let _ = registry.deregister(&mut s.stream);
+        }
+    }
+}
+
+/// Reads the request and writes the answer as far as the socket allows;
+/// `Ok(true)` once the scrape is over.
+fn progress(s: &mut Scrape, render: impl FnOnce() -> String) -> io::Result<bool> {
+    if s.response.is_empty() {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.stream.read(&mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => s.request.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if s.request.len() > MAX_REQUEST {
+                return Ok(true);
+            }
+        }
+        if !s.request.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(false);
+        }
+        s.response = respond(&s.request, render);
+    }
+    while s.written < s.response.len() {
+        match s.stream.write(&s.response[s.written..]) {
+            Ok(n) => s.written += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// The whole HTTP answer to a request head.
+fn respond(request: &[u8], render: impl FnOnce() -> String) -> Vec<u8> {
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, kind, body) = match (method, path.split('?').next().unwrap_or("")) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(),
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "only /metrics is served here\n".into(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET /metrics\n".into(),
+        ),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(clients: usize, dials: u64, turns: &[u64], queued: Vec<usize>) -> WorkerMetrics {
+        let mut t = TurnHistogram::default();
+        for &n in turns {
+            t.record(n);
+        }
+        WorkerMetrics {
+            stats: Stats {
+                clients,
+                dials,
+                ..Stats::default()
+            },
+            turns: t,
+            queued,
+        }
+    }
+
+    fn value<'a>(text: &'a str, series: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn every_counter_per_worker_and_in_total() {
+        let text = render(vec![
+            worker(3, 10, &[1, 5], vec![0, 2000]),
+            worker(4, 5, &[300], vec![70000]),
+        ]);
+        assert_eq!(value(&text, r#"uniway_clients{worker="0"}"#), "3");
+        assert_eq!(value(&text, r#"uniway_clients{worker="total"}"#), "7");
+        assert_eq!(value(&text, r#"uniway_dials_total{worker="1"}"#), "5");
+        assert_eq!(value(&text, r#"uniway_dials_total{worker="total"}"#), "15");
+        assert!(text.contains("# TYPE uniway_clients gauge"));
+        assert!(text.contains("# TYPE uniway_dials counter"));
+        for (name, _) in Stats::default().fields() {
+            assert!(
+                text.contains(&format!("# TYPE uniway_{name} ")),
+                "{name} missing"
+            );
+        }
+        assert_eq!(value(&text, "uniway_frames_per_turn_count"), "3");
+        assert_eq!(value(&text, "uniway_frames_per_turn_sum"), "306.0");
+        assert_eq!(
+            value(&text, r#"uniway_frames_per_turn_bucket{le="1.0"}"#),
+            "1"
+        );
+        assert_eq!(
+            value(&text, r#"uniway_frames_per_turn_bucket{le="8.0"}"#),
+            "2"
+        );
+        assert_eq!(
+            value(&text, r#"uniway_frames_per_turn_bucket{le="+Inf"}"#),
+            "3"
+        );
+        assert_eq!(value(&text, "uniway_queue_depth_bytes_count"), "3");
+        assert_eq!(
+            value(&text, r#"uniway_queue_depth_bytes_bucket{le="0.0"}"#),
+            "1"
+        );
+        assert_eq!(
+            value(&text, r#"uniway_queue_depth_bytes_bucket{le="4096.0"}"#),
+            "2"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn only_get_metrics_is_answered() {
+        let ok =
+            String::from_utf8(respond(b"GET /metrics HTTP/1.1\r\n\r\n", || "x".into())).unwrap();
+        assert!(
+            ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("\r\n\r\nx"),
+            "{ok}"
+        );
+        assert!(ok.contains("Content-Length: 1\r\n"));
+        let missing =
+            String::from_utf8(respond(b"GET / HTTP/1.1\r\n\r\n", || unreachable!())).unwrap();
+        assert!(missing.starts_with("HTTP/1.1 404"));
+        let post = String::from_utf8(respond(
+            b"POST /metrics HTTP/1.1\r\n\r\n",
+            || unreachable!(),
+        ))
+        .unwrap();
+        assert!(post.starts_with("HTTP/1.1 405"));
+    }
+}
