@@ -19,6 +19,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+pub use super::links::GatewayLinks;
+
 use super::config::{EndpointConfig, EndpointConfigError};
 use super::core::{Endpoint, EndpointError, Event, Role};
 use crate::tokens::TokenRange;

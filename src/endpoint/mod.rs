@@ -5,13 +5,18 @@
 //! - [`driver::EndpointDriver`]: many endpoints in a mio loop of the
 //!   caller's, in one thread;
 //! - [`Client`], [`Server`], [`VirtualConn`]: a blocking API, safe to use
-//!   from several threads.
+//!   from several threads;
+//! - [`MultiServer`]: a server linked to several gateways at once (the
+//!   workers of one `fastway`, or a cluster), blocking; its mio
+//!   counterpart is [`driver::GatewayLinks`].
 
 mod blocking;
 mod config;
 mod core;
 pub mod driver;
 mod error;
+mod links;
+mod multi;
 
 pub use self::blocking::{Client, Server, VirtualConn};
 pub use self::config::{
@@ -20,3 +25,4 @@ pub use self::config::{
 };
 pub use self::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
 pub use self::error::{AcceptError, ConnectError, DialError, RecvError};
+pub use self::multi::{MultiServer, RECONNECT_MAX, RECONNECT_MIN};
