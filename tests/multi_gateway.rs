@@ -113,23 +113,23 @@ fn gateway_links_in_a_mio_loop() {
         while let Some(ev) = d.poll_event() {
             let gateway = links.handle_event(&ev, Instant::now());
             match ev {
-                DriverEvent::Endpoint(_, Event::Ready) if gateway.is_some() => {
-                    if links.linked() == [true, true] {
-                        // Three clients on each gateway dial server 1.
-                        for g in &gws {
-                            for _ in 0..3 {
-                                let c = d
-                                    .connect(
-                                        poll.registry(),
-                                        g.client_addr,
-                                        Role::Client,
-                                        EndpointConfig::default(),
-                                        Instant::now(),
-                                    )
-                                    .unwrap();
-                                d.endpoint(c).unwrap().dial(1).unwrap();
-                                clients.push(c);
-                            }
+                DriverEvent::Endpoint(_, Event::Ready)
+                    if gateway.is_some() && links.linked() == [true, true] =>
+                {
+                    // Three clients on each gateway dial server 1.
+                    for g in &gws {
+                        for _ in 0..3 {
+                            let c = d
+                                .connect(
+                                    poll.registry(),
+                                    g.client_addr,
+                                    Role::Client,
+                                    EndpointConfig::default(),
+                                    Instant::now(),
+                                )
+                                .unwrap();
+                            d.endpoint(c).unwrap().dial(1).unwrap();
+                            clients.push(c);
                         }
                     }
                 }
