@@ -109,6 +109,42 @@ pub struct Config {
     /// (`MaxPartialBytes`); past it the peers furthest from finishing are
     /// cut. `None`: unlimited.
     pub max_partial_bytes: Option<usize>,
+    /// Which client IDs this gateway hands out: `first`, `first + step`,
+    /// `first + 2·step`, ... The workers of one process (`-Workers N`)
+    /// take disjoint sets (worker `i`: first `i + 1`, step `N`), so a
+    /// client ID names one client in the whole process. Default: every ID
+    /// from 1.
+    pub client_ids: ClientIds,
+}
+
+/// A set of client IDs: `first + k·step` for k = 0, 1, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIds {
+    /// The first ID (at least 1).
+    pub first: u32,
+    /// The distance between IDs (at least 1, at least `first`).
+    pub step: u32,
+}
+
+impl Default for ClientIds {
+    fn default() -> Self {
+        ClientIds { first: 1, step: 1 }
+    }
+}
+
+impl ClientIds {
+    /// The set of worker `index` of `workers`.
+    pub fn worker(index: u32, workers: u32) -> ClientIds {
+        ClientIds {
+            first: index + 1,
+            step: workers,
+        }
+    }
+
+    /// The ID after `id` in the set (back to `first` after the last).
+    pub fn after(&self, id: u32) -> u32 {
+        id.checked_add(self.step).unwrap_or(self.first)
+    }
 }
 
 impl Default for Config {
@@ -141,6 +177,7 @@ impl Default for Config {
             max_clients_per_ip: None,
             accept_rate_per_ip: None,
             max_partial_bytes: Some(64 * 1024 * 1024),
+            client_ids: ClientIds::default(),
         }
     }
 }
@@ -260,6 +297,16 @@ impl Config {
                     format!("cannot be used together with {prefix}ProxyProtocol"),
                 ));
             }
+        }
+        let ids = self.client_ids;
+        if ids.first == 0 || ids.step == 0 || ids.first > ids.step {
+            return Err(bad(
+                "Workers",
+                format!(
+                    "client IDs from {} every {}: the first must be 1..=step",
+                    ids.first, ids.step
+                ),
+            ));
         }
         if self.client.max_vconns == Some(0) {
             return Err(bad("ClientMaxConn", "must be greater than zero"));

@@ -47,7 +47,7 @@ pub mod tokens;
 pub mod transport;
 pub mod wire;
 
-pub use config::{Config, PoolConfig, SideConfig, SnetConfig};
+pub use config::{ClientIds, Config, PoolConfig, SideConfig, SnetConfig};
 
 /// The README's Rust snippets, compiled by `cargo test` as doc-tests.
 #[cfg(doctest)]

@@ -135,6 +135,7 @@ impl<T: Transport> Core<T> {
         if let Err(e) = cfg.validate() {
             panic!("invalid gateway configuration: {e}");
         }
+        let first_client_id = cfg.client_ids.first;
         Core {
             rpool: Pool::new(&cfg.pool),
             wpool: Pool::new(&cfg.pool),
@@ -144,7 +145,7 @@ impl<T: Transport> Core<T> {
             vconns: VConnTable::default(),
             clients: IdMap::default(),
             servers: IdMap::default(),
-            next_client_id: 1,
+            next_client_id: first_client_id,
             next_serial: 0,
             deadlines: BinaryHeap::new(),
             ready: Vec::new(),
@@ -297,7 +298,7 @@ impl<T: Transport> Core<T> {
     fn allocate_client_id(&mut self) -> u32 {
         loop {
             let id = self.next_client_id;
-            self.next_client_id = self.next_client_id.wrapping_add(1).max(1);
+            self.next_client_id = self.cfg.client_ids.after(id);
             if !self.clients.contains_key(&id) {
                 return id;
             }

@@ -230,6 +230,26 @@ fn clients_get_increasing_nonzero_ids() {
 }
 
 #[test]
+fn workers_hand_out_disjoint_client_ids() {
+    for (index, want) in [(0, [1, 4, 7]), (2, [3, 6, 9])] {
+        let mut h = Harness::with(Config {
+            client_ids: crate::config::ClientIds::worker(index, 3),
+            ..test_config()
+        });
+        let ids: Vec<u32> = (0..3).map(|_| h.client().1).collect();
+        assert_eq!(ids, want, "worker {index}");
+    }
+    let ids = crate::config::ClientIds::worker(1, 3);
+    assert_eq!(ids.after(u32::MAX - 1), 2, "wraps to its first");
+    assert!(Config {
+        client_ids: crate::config::ClientIds { first: 4, step: 3 },
+        ..Config::default()
+    }
+    .validate()
+    .is_err());
+}
+
+#[test]
 fn dial_ok_both_directions_and_forwarding() {
     let mut h = Harness::new();
     let mut s = h.server(1);
