@@ -2,17 +2,21 @@
 //!
 //! Parses the flags, locks and writes `fastway.pid`, binds the listeners,
 //! tells systemd it is ready (when started as a `Type=notify` service), and
-//! runs the gateway in one mio loop together with the signals:
-//! SIGTERM/SIGINT drain and exit, SIGUSR1 runs the command in
-//! `fastway.cmd`, SIGHUP reads the TLS certificates again.
+//! runs the gateway: `-Workers N` reactors, each a `Gateway` in a mio loop
+//! on a thread of its own (see `worker.rs`). The main thread keeps the
+//! signals and the metrics: SIGTERM/SIGINT drain every worker and exit,
+//! SIGUSR1 runs the command in `fastway.cmd` (over all workers), SIGHUP
+//! reads the TLS certificates again.
 
 mod profiler;
+mod worker;
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{error, info, warn};
 use mio::{Events, Interest, Poll, Token};
@@ -21,21 +25,20 @@ use signal_hook_mio::v1_0::Signals;
 use uniway::cli::command::{self, OpCommand};
 use uniway::cli::metrics::{self, MetricsServer, WorkerMetrics};
 use uniway::cli::{self, listen, Options, Parsed};
+use uniway::gateway::ConnInfo;
 use uniway::tls::{server_config, TlsFiles};
 use uniway::transport::WsSettings;
-use uniway::{Gateway, Side, TokenRange};
+use uniway::{ClientIds, Gateway, Side, Stats, TokenRange};
+use worker::{TlsUpdate, Worker};
 
+/// In the main thread's poll.
 const SIGNALS: Token = Token(0);
+const METRICS_TOKENS: TokenRange = TokenRange { start: 1, len: 32 };
+/// In each worker's poll (token 0 is its waker).
 const GATEWAY_TOKENS: TokenRange = TokenRange {
     start: 1,
     len: 1 << 30,
 };
-const METRICS_TOKENS: TokenRange = TokenRange {
-    start: (1 << 30) + 1,
-    len: 32,
-};
-/// How long a shutdown may spend flushing queued bytes.
-const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 const PID_FILE: &str = "fastway.pid";
 const CMD_FILE: &str = "fastway.cmd";
@@ -124,49 +127,100 @@ impl Drop for PidFile {
 fn run(opts: Options) -> Result<(), String> {
     let mut pid_file = PidFile::lock()?;
     let open_to_all = opts.config.auth_key.is_empty();
-    let client = listen::bind(&opts.client_addr, opts.reuse_port)
-        .map_err(|e| format!("ClientAddr {}: {e}", opts.client_addr))?;
-    let server = listen::bind(&opts.server_addr, opts.reuse_port)
-        .map_err(|e| format!("ServerAddr {}: {e}", opts.server_addr))?;
-    let ws = match &opts.ws_addr {
-        Some(addr) => Some(
-            listen::bind(addr, opts.reuse_port).map_err(|e| format!("ClientWsAddr {addr}: {e}"))?,
-        ),
-        None => None,
+    let n = match opts.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
     let tls = Tls {
         client: opts.client_tls.clone(),
         server: opts.server_tls.clone(),
         ws: opts.ws_tls.clone(),
     };
+    let configs = tls.configs()?;
     let ws_settings = WsSettings {
         path: opts.ws_path.clone(),
         origins: opts.ws_origins.clone(),
         max_packet: opts.config.max_packet,
     };
-    let mut poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
-    let mut gw = Gateway::new(opts.config, GATEWAY_TOKENS).map_err(|e| e.to_string())?;
-    for (side, listener, files) in [
-        (Side::Client, client, &tls.client),
-        (Side::Server, server, &tls.server),
-    ] {
-        let listening = match files {
-            None => gw.listen(poll.registry(), side, listener),
-            Some(files) => {
-                let config = server_config(files).map_err(|e| format!("{side} TLS: {e}"))?;
-                gw.listen_tls(poll.registry(), side, listener, config)
+    // Several workers share the client listeners' address (the kernel
+    // spreads connections over them); worker i takes servers on
+    // ServerAddr's port + i.
+    let shared = opts.reuse_port || n > 1;
+    let mut client_at: Option<SocketAddr> = None;
+    let mut ws_at: Option<SocketAddr> = None;
+    let mut server_at: Option<SocketAddr> = None;
+    let mut workers = Vec::with_capacity(n);
+    for i in 0..n {
+        let bind_shared = |first: Option<SocketAddr>, flag: &str, addr: &str| {
+            let target = first.map_or(addr.to_string(), |a| a.to_string());
+            listen::bind(&target, shared).map_err(|e| format!("{flag} {target}: {e}"))
+        };
+        let client = bind_shared(client_at, "ClientAddr", &opts.client_addr)?;
+        client_at = client_at.or(client.local_addr().ok());
+        let server = match server_at {
+            None => listen::bind(&opts.server_addr, opts.reuse_port)
+                .map_err(|e| format!("ServerAddr {}: {e}", opts.server_addr))?,
+            Some(first) => {
+                let port = if first.port() == 0 {
+                    0
+                } else {
+                    u16::try_from(usize::from(first.port()) + i).map_err(|_| {
+                        format!(
+                            "ServerAddr {first}: no port {} for worker {i}",
+                            first.port()
+                        )
+                    })?
+                };
+                let at = SocketAddr::new(first.ip(), port);
+                listen::bind(&at.to_string(), opts.reuse_port)
+                    .map_err(|e| format!("ServerAddr {at} (worker {i}): {e}"))?
             }
         };
-        listening.map_err(|e| format!("{side} listener: {e}"))?;
-    }
-    if let Some(listener) = ws {
-        let config = match &tls.ws {
-            Some(files) => Some(server_config(files).map_err(|e| format!("WebSocket TLS: {e}"))?),
+        server_at = server_at.or(server.local_addr().ok());
+        let ws = match &opts.ws_addr {
+            Some(addr) => {
+                let l = bind_shared(ws_at, "ClientWsAddr", addr)?;
+                ws_at = ws_at.or(l.local_addr().ok());
+                Some(l)
+            }
             None => None,
         };
-        gw.listen_ws(poll.registry(), listener, ws_settings, config)
+        let mut config = opts.config.clone();
+        if n > 1 {
+            config.client_ids = ClientIds::worker(i as u32, n as u32);
+        }
+        let poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
+        let mut gw = Gateway::new(config, GATEWAY_TOKENS).map_err(|e| e.to_string())?;
+        for (side, listener, config) in [
+            (Side::Client, client, &configs.client),
+            (Side::Server, server, &configs.server),
+        ] {
+            let listening = match config {
+                None => gw.listen(poll.registry(), side, listener),
+                Some(config) => gw.listen_tls(poll.registry(), side, listener, config.clone()),
+            };
+            listening.map_err(|e| format!("{side} listener: {e}"))?;
+        }
+        if let Some(listener) = ws {
+            gw.listen_ws(
+                poll.registry(),
+                listener,
+                ws_settings.clone(),
+                configs.ws.clone(),
+            )
             .map_err(|e| format!("WebSocket listener: {e}"))?;
+        }
+        if n > 1 {
+            info!(
+                "worker {i} of {n}: servers connect to {}",
+                gw.local_addrs(Side::Server)[0]
+            );
+        }
+        workers
+            .push(Worker::start(i, poll, gw).map_err(|e| format!("cannot start worker {i}: {e}"))?);
     }
+
+    let mut poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
     let mut metrics = match &opts.metrics_addr {
         Some(addr) => {
             let listener =
@@ -204,24 +258,13 @@ fn run(opts: Options) -> Result<(), String> {
 
     let started = Instant::now();
     let mut profiler = profiler::Profiler::default();
-    let mut drain_until: Option<Instant> = None;
-    let mut events = Events::with_capacity(1024);
-    loop {
+    let mut events = Events::with_capacity(64);
+    'run: loop {
         let now = Instant::now();
-        let mut timeout = gw.poll_timeout(now);
-        if let Some(at) = metrics
+        let timeout = metrics
             .as_mut()
             .and_then(|m| m.handle_timeout(poll.registry(), now))
-        {
-            let left = at.saturating_duration_since(now);
-            timeout = Some(timeout.map_or(left, |t| t.min(left)));
-        }
-        if let Some(until) = drain_until {
-            let left = until
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(50));
-            timeout = Some(timeout.map_or(left, |t| t.min(left)));
-        }
+            .map(|at| at.saturating_duration_since(now));
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(format!("poll failed: {e}"));
@@ -231,64 +274,56 @@ fn run(opts: Options) -> Result<(), String> {
         for ev in events.iter() {
             if let Some(m) = metrics.as_mut().filter(|m| m.owns(ev.token())) {
                 m.handle_event(poll.registry(), ev, now, || {
-                    metrics::render(vec![worker_metrics(&gw, now)])
+                    let snapshots = snapshots(&workers);
+                    metrics::render(snapshots.into_iter().map(|(m, _)| m).collect())
                 });
                 continue;
             }
             if ev.token() != SIGNALS {
-                gw.handle_event(poll.registry(), ev, now);
                 continue;
             }
             for sig in signals.pending() {
                 match sig {
-                    SIGUSR1 => run_command_file(&mut gw, &tls, &mut profiler, started),
-                    SIGHUP => tls.reload(&mut gw, "SIGHUP"),
-                    _ if drain_until.is_none() => {
+                    SIGUSR1 => run_command_file(&workers, &tls, &mut profiler, started),
+                    SIGHUP => tls.reload(&workers, "SIGHUP"),
+                    sig => {
                         info!("signal {sig}: shutting down, flushing queued data");
-                        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-                        gw.shutdown(poll.registry());
-                        drain_until = Some(now + DRAIN_LIMIT);
+                        break 'run;
                     }
-                    _ => {}
                 }
-            }
-        }
-        gw.handle_timeout(poll.registry(), Instant::now());
-        if let Some(until) = drain_until {
-            let drained = gw.is_drained();
-            if drained || Instant::now() >= until {
-                if !drained {
-                    let open = gw.conns(Instant::now());
-                    let unflushed = open.iter().filter(|c| c.queued_bytes > 0).count();
-                    warn!(
-                        "shutdown: after {DRAIN_LIMIT:?}, {} connections still open \
-                         ({unflushed} with data unwritten); closing them",
-                        open.len()
-                    );
-                }
-                gw.close_all(poll.registry());
-                let st = gw.stats();
-                info!(
-                    "fastway stopped: forwarded {} frames from clients and {} from servers; \
-                     wrote {} bytes to clients and {} to servers",
-                    st.frames_from_clients,
-                    st.frames_from_servers,
-                    st.bytes_to_clients,
-                    st.bytes_to_servers
-                );
-                return Ok(());
             }
         }
     }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    for w in &workers {
+        w.shutdown();
+    }
+    let mut finals = Vec::with_capacity(workers.len());
+    for w in workers {
+        finals.push(w.join()?);
+    }
+    let total = command::total_fields(&finals);
+    let field = |name: &str| {
+        total
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    info!(
+        "fastway stopped: forwarded {} frames from clients and {} from servers; \
+         wrote {} bytes to clients and {} to servers",
+        field("frames_from_clients"),
+        field("frames_from_servers"),
+        field("bytes_to_clients"),
+        field("bytes_to_servers")
+    );
+    Ok(())
 }
 
-/// One gateway's figures for a metrics scrape.
-fn worker_metrics(gw: &Gateway, now: Instant) -> WorkerMetrics {
-    WorkerMetrics {
-        stats: gw.stats(),
-        turns: gw.turn_histogram(),
-        queued: gw.conns(now).iter().map(|c| c.queued_bytes).collect(),
-    }
+/// Every worker's figures and connections, in worker order (a worker that
+/// does not answer in time is left out).
+fn snapshots(workers: &[Worker]) -> Vec<(WorkerMetrics, Vec<ConnInfo>)> {
+    workers.iter().filter_map(Worker::snapshot).collect()
 }
 
 /// The TLS files of each listener, kept to read them again.
@@ -299,49 +334,63 @@ struct Tls {
 }
 
 impl Tls {
+    /// Every listener's TLS settings, read from its files.
+    fn configs(&self) -> Result<TlsUpdate, String> {
+        let read = |files: &Option<TlsFiles>, what: &str| -> Result<_, String> {
+            files
+                .as_ref()
+                .map(|f| server_config(f).map_err(|e| format!("{what} TLS: {e}")))
+                .transpose()
+        };
+        Ok(TlsUpdate {
+            client: read(&self.client, "client")?,
+            server: read(&self.server, "server")?,
+            ws: read(&self.ws, "WebSocket")?,
+        })
+    }
+
     /// Reads every listener's certificate and key again and hands the new
-    /// configuration to the gateway; a file that cannot be used is logged
-    /// and the listener keeps its old certificate. Open connections are
-    /// not touched.
-    fn reload(&self, gw: &mut Gateway, why: &str) {
+    /// settings to every worker; a file that cannot be used is logged and
+    /// its listener keeps the old certificate. Open connections are not
+    /// touched.
+    fn reload(&self, workers: &[Worker], why: &str) {
         let mut any = false;
-        for (side, files) in [(Side::Client, &self.client), (Side::Server, &self.server)] {
+        let mut update = TlsUpdate::default();
+        let mut done = Vec::new();
+        for (what, files, slot) in [
+            ("client", &self.client, &mut update.client),
+            ("server", &self.server, &mut update.server),
+            ("WebSocket", &self.ws, &mut update.ws),
+        ] {
             let Some(files) = files else { continue };
             any = true;
             match server_config(files) {
                 Ok(config) => {
-                    gw.set_tls_config(side, config);
-                    info!(
-                        "{why}: {side} TLS certificate reloaded from {}",
-                        files.cert_chain.display()
-                    );
+                    *slot = Some(config);
+                    done.push((what, files.cert_chain.display().to_string()));
                 }
-                Err(e) => warn!("{why}: {side} TLS not reloaded, the old certificate stays: {e}"),
-            }
-        }
-        if let Some(files) = &self.ws {
-            any = true;
-            match server_config(files) {
-                Ok(config) => {
-                    gw.set_ws_tls_config(config);
-                    info!(
-                        "{why}: WebSocket TLS certificate reloaded from {}",
-                        files.cert_chain.display()
-                    );
-                }
-                Err(e) => {
-                    warn!("{why}: WebSocket TLS not reloaded, the old certificate stays: {e}")
-                }
+                Err(e) => warn!("{why}: {what} TLS not reloaded, the old certificate stays: {e}"),
             }
         }
         if !any {
             info!("{why}: no TLS listener, nothing to reload");
+            return;
+        }
+        for w in workers {
+            w.set_tls(TlsUpdate {
+                client: update.client.clone(),
+                server: update.server.clone(),
+                ws: update.ws.clone(),
+            });
+        }
+        for (what, from) in done {
+            info!("{why}: {what} TLS certificate reloaded from {from}");
         }
     }
 }
 
 fn run_command_file(
-    gw: &mut Gateway,
+    workers: &[Worker],
     tls: &Tls,
     profiler: &mut profiler::Profiler,
     started: Instant,
@@ -364,14 +413,31 @@ fn run_command_file(
         Ok(()) => info!("{file} written"),
         Err(e) => warn!("cannot write {file}: {e}"),
     };
+    let stats = || -> Vec<Stats> {
+        snapshots(workers)
+            .into_iter()
+            .map(|(m, _)| m.stats)
+            .collect()
+    };
     match cmd {
-        OpCommand::LookupStats => write("fastway.stats", command::render_stats(&gw.stats())),
-        OpCommand::LookupConns(filter) => write(
-            "fastway.conns",
-            command::render_conns(&gw.conns(Instant::now()), &filter),
-        ),
+        OpCommand::LookupStats => write("fastway.stats", command::render_stats_total(&stats())),
+        OpCommand::LookupConns(filter) => {
+            let conns: Vec<ConnInfo> = snapshots(workers)
+                .into_iter()
+                .flat_map(|(_, conns)| conns)
+                .collect();
+            write("fastway.conns", command::render_conns(&conns, &filter))
+        }
         OpCommand::Kick(side, id) => {
-            if gw.kick(side, id) {
+            // A client ID is one worker's; a server is linked to every one.
+            let mut found = false;
+            for w in workers {
+                found |= w.kick(side, id);
+                if found && side == Side::Client {
+                    break;
+                }
+            }
+            if found {
                 info!("kick {side} {id}: closing it");
             } else {
                 warn!("kick {side} {id}: no such {side}");
@@ -379,9 +445,9 @@ fn run_command_file(
         }
         OpCommand::LookupHeap => write(
             "fastway.heap.prof",
-            command::render_heap(&gw.stats(), command::rss_bytes(), started.elapsed()),
+            command::render_heap(&stats(), command::rss_bytes(), started.elapsed()),
         ),
-        OpCommand::ReloadTls => tls.reload(gw, "reload tls"),
+        OpCommand::ReloadTls => tls.reload(workers, "reload tls"),
         OpCommand::CpuprofStart => profiler.start(),
         OpCommand::CpuprofStop => profiler.stop("fastway.cpu.prof"),
         OpCommand::GoOnly(name, instead) => {

@@ -65,6 +65,7 @@ const CLI_MD_FLAGS: &[&str] = &[
     "ServerSnetInitTimeout",
     "ServerSnetWaitTimeout",
     "MetricsAddr",
+    "Workers",
 ];
 
 /// A fresh working directory for one process.
@@ -812,4 +813,86 @@ fn metrics_are_served_for_prometheus() {
     // Scrapes do not disturb the gateway.
     client.send_cmd(Command::Ping);
     assert_eq!(client.recv_cmd(), Command::Ping);
+}
+
+/// `-Workers 2`: two reactors share the client address; each takes servers
+/// on its own port; a server linked to both serves every client; client
+/// IDs are unique in the process; commands, stats and metrics cover both;
+/// SIGTERM drains both.
+#[test]
+fn two_workers_share_the_clients_and_answer_as_one() {
+    use std::collections::HashSet;
+    use uniway::endpoint::{Client, EndpointConfig, MultiServer};
+    let mut fw = Fastway::start(&[
+        "-ClientAddr=127.0.0.1:0",
+        "-ServerAddr=127.0.0.1:0",
+        "-ServerAuthKey=k",
+        "-Workers=2",
+        "-MetricsAddr=127.0.0.1:0",
+    ]);
+    let servers: Vec<SocketAddr> = (0..2)
+        .map(|i| fw.wait_addr(&format!("worker {i} of 2: servers connect to ")))
+        .collect();
+    assert_ne!(servers[0], servers[1]);
+    let metrics_at = fw.wait_addr("metrics (GET /metrics) listener at ");
+    let server = MultiServer::connect(
+        servers.clone(),
+        EndpointConfig {
+            server_id: 1,
+            auth_key: b"k".to_vec(),
+            ..EndpointConfig::default()
+        },
+    );
+    assert!(server.wait_linked(DEADLINE));
+    let clients: Vec<Client> = (0..40)
+        .map(|_| Client::connect(fw.client, EndpointConfig::default()).unwrap())
+        .collect();
+    let mut by_gateway = [0; 2];
+    let mut ids = HashSet::new();
+    let mut open = Vec::new();
+    for c in &clients {
+        let v = c.dial(1).unwrap();
+        v.send(b"hi").unwrap();
+        let (gateway, on_server) = server.accept_timeout(DEADLINE).unwrap();
+        assert_eq!(on_server.recv().unwrap(), b"hi");
+        on_server.send(b"back").unwrap();
+        assert_eq!(v.recv().unwrap(), b"back");
+        by_gateway[gateway] += 1;
+        assert!(ids.insert(on_server.remote_id()), "client ID given twice");
+        open.push((v, on_server));
+    }
+    assert!(by_gateway[0] > 0 && by_gateway[1] > 0, "{by_gateway:?}");
+
+    fw.command("lookup stats", "fastway.stats written");
+    let stats = read_file(&fw.dir, "fastway.stats");
+    assert_eq!(stat(&stats, "clients"), 40);
+    assert_eq!(stat(&stats, "servers"), 2);
+    assert_eq!(stat(&stats, "vconns"), 40);
+    fw.command("lookup conns side=server", "fastway.conns written");
+    assert_eq!(read_file(&fw.dir, "fastway.conns").lines().count(), 3);
+    let victim = *ids.iter().next().unwrap();
+    fw.command(&format!("kick client {victim}"), "closing it");
+
+    let mut s = TcpStream::connect(metrics_at).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    for w in ["0", "1", "total"] {
+        assert!(
+            page.contains(&format!("uniway_servers{{worker=\"{w}\"}}")),
+            "{page}"
+        );
+    }
+    assert!(
+        page.contains("uniway_servers{worker=\"total\"} 2"),
+        "{page}"
+    );
+
+    fw.signal("-TERM");
+    assert!(fw.wait_exit().success());
+    let last = fw.wait_log("fastway stopped");
+    assert!(
+        last.contains("forwarded 40 frames from clients and 40 from servers"),
+        "{last}"
+    );
 }

@@ -134,8 +134,29 @@ pub fn parse_command(text: &str) -> Result<OpCommand, String> {
 
 /// Every counter, one `name value` line each.
 pub fn render_stats(s: &Stats) -> String {
+    render_fields(&s.fields())
+}
+
+/// Every counter summed over several gateways (the workers of one
+/// process), one `name value` line each.
+pub fn render_stats_total(all: &[Stats]) -> String {
+    render_fields(&total_fields(all))
+}
+
+/// The fields of [`Stats::fields`], summed over `all`.
+pub fn total_fields(all: &[Stats]) -> Vec<(&'static str, u64)> {
+    let mut total = Stats::default().fields();
+    for s in all {
+        for (t, (_, v)) in total.iter_mut().zip(s.fields()) {
+            t.1 += v;
+        }
+    }
+    total
+}
+
+fn render_fields(fields: &[(&'static str, u64)]) -> String {
     let mut out = String::new();
-    for (name, value) in s.fields() {
+    for (name, value) in fields {
         let _ = writeln!(out, "{name} {value}");
     }
     out
@@ -167,14 +188,15 @@ pub fn render_conns(conns: &[ConnInfo], filter: &ConnFilter) -> String {
     out
 }
 
-/// Buffer pool figures and the process's resident memory.
-pub fn render_heap(s: &Stats, rss_bytes: Option<u64>, uptime: Duration) -> String {
+/// Buffer pool figures (summed over `all`, the workers) and the process's
+/// resident memory.
+pub fn render_heap(all: &[Stats], rss_bytes: Option<u64>, uptime: Duration) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "pool_pages {}", s.pool.pages);
-    let _ = writeln!(out, "pool_page_bytes {}", s.pool.page_bytes);
-    let _ = writeln!(out, "pool_chunks_in_use {}", s.pool.chunks_in_use);
-    let _ = writeln!(out, "pool_bytes_in_use {}", s.pool.bytes_in_use);
-    let _ = writeln!(out, "queued_bytes {}", s.queued_bytes);
+    for (name, value) in total_fields(all) {
+        if name.starts_with("pool_") || name == "queued_bytes" {
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
     if let Some(rss) = rss_bytes {
         let _ = writeln!(out, "rss_bytes {rss}");
     }

@@ -90,6 +90,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
     flag("--ClientIdleTimeout", Kind::Duration, "30s", "close a client silent for this long; clients must ping sooner"),
     flag("--ClientSendChanSize", Kind::Count, "1000", "most messages queued to one client before it counts as a slow consumer"),
+    flag("--Workers", Kind::Count, "1", "reactor threads (0: one per core); clients share ClientAddr, worker i takes servers on ServerAddr's port + i"),
     flag("--MetricsAddr", Kind::Text, "", "serve Prometheus metrics at http://ADDR/metrics (e.g. :9100); off when empty"),
     flag("--ClientSnetEnable", Kind::Bool, "false", "clients speak snet: links that survive reconnects (plain TCP listener)"),
     flag("--ClientSnetEncrypt", Kind::Bool, "false", "encrypt client snet streams"),
@@ -148,6 +149,8 @@ pub struct Options {
     pub snet: [SnetConfig; 2],
     /// Where to serve Prometheus metrics (`MetricsAddr`), if anywhere.
     pub metrics_addr: Option<String>,
+    /// Reactor threads (`Workers`); 0: one per core.
+    pub workers: usize,
 }
 
 impl Default for Options {
@@ -167,6 +170,7 @@ impl Default for Options {
             server_tls: None,
             snet_on: [false; 2],
             metrics_addr: None,
+            workers: 1,
             snet: [
                 SnetConfig::defaults(Side::Client),
                 SnetConfig::defaults(Side::Server),
@@ -419,6 +423,7 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
     };
     match spec.name() {
         "ReusePort" => o.reuse_port = parse_bool(v)?,
+        "Workers" => o.workers = count()?.min(1024),
         "MaxPacket" => {
             c.max_packet = u32::try_from(parse_size(v)?).map_err(|_| "must fit in 32 bits")?
         }
@@ -532,7 +537,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 46] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 47] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -579,6 +584,7 @@ mod tests {
         ("ServerSnetInitTimeout", "10s"),
         ("ServerSnetWaitTimeout", "60s"),
         ("MetricsAddr", ""),
+        ("Workers", "1"),
     ];
 
     #[test]
