@@ -11,6 +11,7 @@
 //! cargo run --release --example loadgen -- --client ... --server ... --tls-ca ca.pem ...   # clients over TLS
 //! cargo run --release --example loadgen -- --client WS_ADDR --server ... --ws / ...      # clients over WebSocket
 //! (with --tls-ca too: over WSS)
+//! cargo run --release --example loadgen -- --server W0_ADDR,W1_ADDR ...            # servers linked to every worker
 //! cargo run --release --example loadgen -- --snet [--snet-encrypt] ...              # clients over snet
 //! ```
 //!
@@ -43,7 +44,8 @@ use uniway::TokenRange;
 
 struct Args {
     client: SocketAddr,
-    server: SocketAddr,
+    /// Every gateway (or worker) server address; each server links to all.
+    server: Vec<SocketAddr>,
     key: String,
     servers: usize,
     clients: usize,
@@ -76,8 +78,11 @@ fn args() -> Result<Args, Box<dyn Error>> {
             .opt_value_from_str("--client")?
             .unwrap_or("127.0.0.1:4000".parse()?),
         server: p
-            .opt_value_from_str("--server")?
-            .unwrap_or("127.0.0.1:4001".parse()?),
+            .opt_value_from_str::<_, String>("--server")?
+            .unwrap_or("127.0.0.1:4001".into())
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()?,
         key: p.opt_value_from_str("--key")?.unwrap_or_default(),
         servers: p.opt_value_from_str("--servers")?.unwrap_or(1),
         clients: p.opt_value_from_str("--clients")?.unwrap_or(100),
@@ -357,13 +362,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut server_keys = Vec::new();
     if !direct {
         for id in 1..=a.servers as u32 {
-            server_keys.push(d.connect(
-                poll.registry(),
-                a.server,
-                Role::Server,
-                server_cfg(id),
-                base,
-            )?);
+            for &at in &a.server {
+                server_keys.push(d.connect(
+                    poll.registry(),
+                    at,
+                    Role::Server,
+                    server_cfg(id),
+                    base,
+                )?);
+            }
         }
     }
     let servers_needed = server_keys.len();

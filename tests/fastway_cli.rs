@@ -805,7 +805,7 @@ fn metrics_are_served_for_prometheus() {
         "uniway_vconns{worker=\"0\"} 1",
         "uniway_dials_total{worker=\"total\"} 1",
         "# TYPE uniway_frames_per_turn histogram",
-        "uniway_queue_depth_bytes_count 2",
+        "uniway_queue_depth_connections{le=\"+Inf\"} 2",
     ] {
         assert!(page.contains(line), "no {line:?} in\n{page}");
     }

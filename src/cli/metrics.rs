@@ -3,9 +3,9 @@
 //! [`render`] turns a snapshot of each worker's counters into the
 //! Prometheus/OpenMetrics text format (encoded by `prometheus-client`):
 //! every counter and gauge of [`Stats`], per worker (label `worker="0"`,
-//! ...) and for the whole process (`worker="total"`), and two histograms:
-//! data frames routed per turn, and bytes queued per connection at the
-//! time of the scrape. [`MetricsServer`] answers `GET /metrics` over HTTP/1
+//! ...) and for the whole process (`worker="total"`); a histogram of data
+//! frames routed per turn; and, as gauges by bound, how many connections
+//! have at most so many bytes queued now. [`MetricsServer`] answers `GET /metrics` over HTTP/1
 //! from the caller's mio loop: small, non-blocking, one request per
 //! connection, with a deadline and a cap on connections at once.
 
@@ -36,9 +36,9 @@ pub struct WorkerMetrics {
     pub queued: Vec<usize>,
 }
 
-/// Upper bounds of the queue-depth histogram, in bytes.
-const QUEUE_BOUNDS: [f64; 9] = [
-    0.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+/// Bounds of the queue-depth gauges, in bytes.
+const QUEUE_BOUNDS: [u64; 9] = [
+    0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
 ];
 
 /// The fields of [`Stats`] that are gauges (current values); the others
@@ -131,28 +131,25 @@ impl Collector for Snapshot {
             .collect();
         metric.encode_histogram::<NoLabelSet>(turns.sum as f64, turns.count(), &buckets, None)?;
 
-        let mut metric = encoder.encode_descriptor(
-            "uniway_queue_depth_bytes",
-            "bytes queued per connection at the time of the scrape (all workers)",
-            None,
-            MetricType::Histogram,
-        )?;
+        // Queue depths now: a gauge per bound (a histogram's buckets must
+        // only grow; these go up and down).
         let depths: Vec<usize> = self
             .workers
             .iter()
             .flat_map(|w| w.queued.iter().copied())
             .collect();
-        let mut buckets: Vec<(f64, u64)> = QUEUE_BOUNDS.iter().map(|&b| (b, 0)).collect();
-        buckets.push((f64::MAX, 0));
-        for &d in &depths {
-            let i = QUEUE_BOUNDS
-                .iter()
-                .position(|&b| d as f64 <= b)
-                .unwrap_or(QUEUE_BOUNDS.len());
-            buckets[i].1 += 1;
+        let mut metric = encoder.encode_descriptor(
+            "uniway_queue_depth_connections",
+            "connections with at most `le` bytes queued for writing, now (all workers)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let bounds = QUEUE_BOUNDS.iter().map(|&b| (b.to_string(), b));
+        for (label, limit) in bounds.chain([("+Inf".to_string(), u64::MAX)]) {
+            let n = depths.iter().filter(|&&d| d as u64 <= limit).count() as u64;
+            let label = [("le", label)];
+            metric.encode_family(&label)?.encode_gauge(&n)?;
         }
-        let sum: usize = depths.iter().sum();
-        metric.encode_histogram::<NoLabelSet>(sum as f64, depths.len() as u64, &buckets, None)?;
         Ok(())
     }
 }
@@ -425,16 +422,48 @@ mod tests {
             value(&text, r#"uniway_frames_per_turn_bucket{le="+Inf"}"#),
             "3"
         );
-        assert_eq!(value(&text, "uniway_queue_depth_bytes_count"), "3");
         assert_eq!(
-            value(&text, r#"uniway_queue_depth_bytes_bucket{le="0.0"}"#),
+            value(&text, r#"uniway_queue_depth_connections{le="0"}"#),
             "1"
         );
         assert_eq!(
-            value(&text, r#"uniway_queue_depth_bytes_bucket{le="4096.0"}"#),
+            value(&text, r#"uniway_queue_depth_connections{le="4096"}"#),
             "2"
         );
+        assert_eq!(
+            value(&text, r#"uniway_queue_depth_connections{le="65536"}"#),
+            "2"
+        );
+        assert_eq!(
+            value(&text, r#"uniway_queue_depth_connections{le="+Inf"}"#),
+            "3"
+        );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Every series the Grafana dashboard in `deploy/` plots exists.
+    #[test]
+    fn the_dashboard_plots_only_series_that_exist() {
+        let dashboard = include_str!("../../deploy/grafana-dashboard.json");
+        let text = render(vec![worker(1, 1, &[1], vec![1])]);
+        let mut names = 0;
+        for (i, _) in dashboard.match_indices("uniway_") {
+            let name: String = dashboard[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "uniway_gateways" || name.len() <= "uniway_".len() {
+                continue;
+            }
+            names += 1;
+            assert!(
+                text.lines()
+                    .any(|l| !l.starts_with('#')
+                        && l.split(['{', ' ']).next() == Some(name.as_str())),
+                "the dashboard plots {name}, which is not served"
+            );
+        }
+        assert!(names > 30, "only {names} series found in the dashboard");
     }
 
     #[test]
