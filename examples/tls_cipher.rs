@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
 
 /// Moves every TLS byte `from` has for the wire into `to`.
 fn shuttle(from: &mut Connection, to: &mut Connection) -> Result<(), Box<dyn std::error::Error>> {

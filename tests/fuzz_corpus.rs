@@ -26,8 +26,8 @@ mod proxy_header;
 #[path = "fuzz_checks/snet_session.rs"]
 mod snet_session;
 #[allow(dead_code)]
-#[path = "fuzz_checks/ws_cutter.rs"]
-mod ws_cutter;
+#[path = "fuzz_checks/ws_framing.rs"]
+mod ws_framing;
 
 use std::path::Path;
 
@@ -88,8 +88,8 @@ fn proxy_header_corpus() {
 }
 
 #[test]
-fn ws_cutter_corpus() {
-    kept("ws_cutter", replay("ws_cutter", ws_cutter::run));
+fn ws_framing_corpus() {
+    kept("ws_framing", replay("ws_framing", ws_framing::run));
 }
 
 #[test]
@@ -125,7 +125,7 @@ fn the_checks_run_on_hand_made_inputs() {
     snet_session::run(&snet);
     command_decoder::run(&[0, 1, 0, 0, 0]);
     gateway_core::run(&[0; 64]);
-    ws_cutter::run(b"\x07\x09\x00\x00\x00\x01\x00\x00\x00hello\x00");
+    ws_framing::run(b"\x07\x09\x00\x00\x00\x01\x00\x00\x00hello\x00\x82\x85");
     proxy_header::run(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nafter");
     proxy_header::run(
         b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",

@@ -28,6 +28,8 @@ mod tcp;
 mod tls;
 #[cfg(feature = "ws")]
 mod ws;
+#[cfg(feature = "ws")]
+mod ws_framed;
 
 use std::io::{self, ErrorKind, IoSlice};
 use std::net::SocketAddr;
@@ -42,7 +44,11 @@ pub use self::tcp::Tcp;
 #[cfg(feature = "tls")]
 pub use self::tls::{Tls, SEND_BUFFER};
 #[cfg(feature = "ws")]
-pub use self::ws::{FrameCutter, Ws, WsClient, WsSettings, WsSocket};
+pub use self::ws::{Ws, WsClient, WsSettings, WsSocket};
+/// The data-path framing of a server WebSocket, public for fuzzing.
+#[cfg(feature = "ws")]
+#[doc(hidden)]
+pub use self::ws_framed::Framed as WsFraming;
 
 /// What one read or write says about the stream, beside the bytes moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

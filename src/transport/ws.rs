@@ -6,9 +6,8 @@
 //! - from the client, the payloads of binary messages, in order, are the
 //!   byte stream: a message may hold several frames or part of one; a text
 //!   message is refused (the connection is closed);
-//! - to the client, every uniway frame is one binary message: bytes the
-//!   core writes are cut at frame boundaries (a frame's start held back
-//!   until its end is written);
+//! - to the client, every uniway frame is one binary message (in one or
+//!   more WebSocket frames, following the pieces of the write queue);
 //! - pings are answered, a close is answered and ends the stream; the
 //!   handshake (HTTP upgrade, path and Origin checked) is resumed on every
 //!   readiness event until done.
@@ -26,8 +25,9 @@ use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Error as WsError, Message, WebSocket};
 
+use super::ws_framed::Framed;
 use super::{IoStatus, Ready, Transport};
-use crate::wire::{HEADER_LEN, LENGTH_LEN};
+use crate::wire::LENGTH_LEN;
 
 /// tungstenite's read buffer per connection. Its default (128 KiB,
 /// allocated up front) would cost every idle browser that much; a larger
@@ -83,7 +83,32 @@ impl Read for WsSocket {
     }
 }
 
+impl WsSocket {
+    /// Whether TLS holds encrypted bytes not yet handed to the socket.
+    fn tls_pending(&self) -> bool {
+        match self {
+            WsSocket::Plain(_) => false,
+            #[cfg(feature = "tls")]
+            WsSocket::Tls(s) => s.conn.wants_write(),
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(s) => s.conn.wants_write(),
+        }
+    }
+}
+
 impl Write for WsSocket {
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            WsSocket::Plain(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            WsSocket::Tls(s) => rustls::Stream::new(&mut s.conn, &mut s.sock).write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(s) => {
+                rustls::Stream::new(&mut s.conn, &mut s.sock).write_vectored(bufs)
+            }
+        }
+    }
+
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             WsSocket::Plain(s) => s.write(buf),
@@ -111,6 +136,70 @@ impl Write for WsSocket {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// The socket as tungstenite's server handshake sees it: reads stop at
+/// the end of the HTTP request, so bytes a client sends right after it are
+/// kept (`leftover`) for the framing, not buffered inside tungstenite.
+pub struct HsSocket {
+    /// Taken out once the handshake is done.
+    inner: Option<WsSocket>,
+    /// Bytes of "\r\n\r\n" matched at the end of what was handed out.
+    matched: usize,
+    /// The request is whole: nothing more is handed to tungstenite.
+    done: bool,
+    leftover: Vec<u8>,
+}
+
+impl HsSocket {
+    fn new(inner: WsSocket) -> HsSocket {
+        HsSocket {
+            inner: Some(inner),
+            matched: 0,
+            done: false,
+            leftover: Vec::new(),
+        }
+    }
+}
+
+impl Read for HsSocket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(inner) = self.inner.as_mut().filter(|_| !self.done) else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = inner.read(buf)?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let want = b"\r\n\r\n"[self.matched];
+            self.matched = if b == want {
+                self.matched + 1
+            } else if b == b'\r' {
+                1
+            } else {
+                0
+            };
+            if self.matched == 4 {
+                self.done = true;
+                self.leftover.extend_from_slice(&buf[i + 1..n]);
+                return Ok(i + 1);
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for HsSocket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Some(s) => s.write(buf),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Some(s) => s.flush(),
+            None => Ok(()),
         }
     }
 }
@@ -210,22 +299,20 @@ fn close_ws<S: Read + Write>(
 }
 
 enum State {
-    Handshake(Option<Box<MidHandshake<ServerHandshake<WsSocket, Check>>>>),
-    Open(Box<WebSocket<WsSocket>>),
+    Handshake(Option<Box<MidHandshake<ServerHandshake<HsSocket, Check>>>>),
+    /// Open: tungstenite's part is over; the socket is framed here.
+    Open(Box<WsSocket>),
+    /// The handshake failed.
+    Failed,
 }
 
-/// A WebSocket server connection.
+/// A WebSocket server connection: tungstenite does the handshake, the data
+/// path is framed by hand (`ws_framed`).
 pub struct Ws {
     state: State,
     peer: SocketAddr,
-    /// What is left of the last binary message received.
-    inbox: Inbox,
-    /// Cuts what the gateway writes into whole frames.
-    cutter: FrameCutter,
-    /// A frame message tungstenite's buffer had no room for.
-    stash: Option<Message>,
-    /// Written messages (or a pong, or a close) tungstenite still holds.
-    unflushed: bool,
+    framed: Framed,
+    max_message: usize,
 }
 
 impl std::fmt::Debug for Ws {
@@ -246,66 +333,96 @@ impl Ws {
     /// the socket allows. A handshake that fails at once leaves a `Ws`
     /// whose first read reports the error (and whose socket is closed).
     pub fn accept(socket: WsSocket, peer: SocketAddr, settings: Arc<WsSettings>) -> Ws {
-        let max = settings.max_packet as usize + LENGTH_LEN;
-        // Room for one frame of the largest size over what is unsent:
-        // writes take no new frame while anything is unsent (see `write`).
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max))
-            .max_write_buffer_size(2 * max + 64 * 1024);
-        let mid = match tungstenite::accept_hdr_with_config(socket, Check(settings), Some(config)) {
-            Ok(ws) => State::Open(Box::new(ws)),
-            Err(HandshakeError::Interrupted(mid)) => State::Handshake(Some(Box::new(mid))),
-            Err(HandshakeError::Failure(e)) => {
-                log::debug!("WebSocket from {peer}: {e}");
-                State::Handshake(None)
-            }
-        };
-        Ws {
-            state: mid,
+        let max_message = settings.max_packet as usize + LENGTH_LEN;
+        // tungstenite only does the handshake: its buffers are dropped with
+        // it once the handshake is done.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let mut ws = Ws {
+            state: State::Failed,
             peer,
-            inbox: Inbox::default(),
-            cutter: FrameCutter::default(),
-            stash: None,
-            unflushed: false,
-        }
+            framed: Framed::default(),
+            max_message,
+        };
+        let result = tungstenite::accept_hdr_with_config(
+            HsSocket::new(socket),
+            Check(settings),
+            Some(config),
+        );
+        ws.handshake_step(result);
+        ws
     }
 
-    /// Moves the handshake on; `Continue` once open.
-    fn handshake(&mut self) -> IoStatus {
-        let State::Handshake(mid) = &mut self.state else {
-            return IoStatus::Continue;
-        };
-        let Some(m) = mid.take() else {
-            return IoStatus::Error(io::ErrorKind::InvalidData);
-        };
-        match (*m).handshake() {
-            Ok(ws) => {
-                self.state = State::Open(Box::new(ws));
-                IoStatus::Continue
+    /// Takes the outcome of a handshake step.
+    fn handshake_step(
+        &mut self,
+        result: Result<WebSocket<HsSocket>, HandshakeError<ServerHandshake<HsSocket, Check>>>,
+    ) -> IoStatus {
+        match result {
+            Ok(mut ws) => {
+                // tungstenite read nothing past the request: what the
+                // client sent after it is in `leftover`, for the framing.
+                let sock = ws.get_mut();
+                let leftover = std::mem::take(&mut sock.leftover);
+                match sock.inner.take() {
+                    Some(inner) => {
+                        self.framed = Framed::new(self.max_message, leftover);
+                        self.state = State::Open(Box::new(inner));
+                        IoStatus::Continue
+                    }
+                    None => {
+                        self.state = State::Failed;
+                        IoStatus::Error(io::ErrorKind::InvalidData)
+                    }
+                }
             }
-            Err(HandshakeError::Interrupted(m)) => {
-                *mid = Some(Box::new(m));
+            Err(HandshakeError::Interrupted(mid)) => {
+                self.state = State::Handshake(Some(Box::new(mid)));
                 IoStatus::WouldBlock
             }
             Err(HandshakeError::Failure(e)) => {
                 log::debug!("WebSocket from {}: {e}", self.peer);
+                self.state = State::Failed;
                 IoStatus::Error(io::ErrorKind::InvalidData)
             }
         }
     }
 
+    /// Moves the handshake on; `Continue` once open.
+    fn handshake(&mut self) -> IoStatus {
+        match &mut self.state {
+            State::Open(_) => IoStatus::Continue,
+            State::Failed | State::Handshake(None) => IoStatus::Error(io::ErrorKind::InvalidData),
+            State::Handshake(mid) => match mid.take() {
+                Some(m) => {
+                    let result = (*m).handshake();
+                    self.handshake_step(result)
+                }
+                None => IoStatus::Error(io::ErrorKind::InvalidData),
+            },
+        }
+    }
+
+    /// Writes what the framing and TLS hold; once a close has gone out
+    /// whole, the TCP stream ends too.
     fn flush(&mut self) -> IoStatus {
-        let State::Open(ws) = &mut self.state else {
+        let State::Open(sock) = &mut self.state else {
             return IoStatus::Continue;
         };
-        let status = flush_ws(ws, &mut self.unflushed, self.peer);
-        if status == IoStatus::Closed {
-            // The close handshake is done: the end of the TCP stream too.
-            let _ = ws.get_mut().tcp().shutdown(Shutdown::Write);
+        let status = self.framed.flush(&mut **sock);
+        if status != IoStatus::Continue {
+            return status;
         }
-        status
+        if let Err(e) = sock.flush() {
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
+                kind => IoStatus::Error(kind),
+            };
+        }
+        if self.framed.closed_out() {
+            let _ = sock.tcp().shutdown(Shutdown::Write);
+            return IoStatus::Closed;
+        }
+        IoStatus::Continue
     }
 }
 
@@ -321,161 +438,83 @@ fn ws_status(e: &WsError, peer: SocketAddr) -> IoStatus {
     }
 }
 
-/// The size a frame starting with `bytes` says it has (its Length field
-/// plus the field itself, never less than a header), once the field is in.
-fn frame_size(bytes: &[u8]) -> Option<usize> {
-    let len: [u8; LENGTH_LEN] = bytes.get(..LENGTH_LEN)?.try_into().ok()?;
-    Some((LENGTH_LEN + u32::from_le_bytes(len) as usize).max(HEADER_LEN))
-}
-
-/// The length of the first whole frame at the start of `bytes`, if any.
-fn whole_frame(bytes: &[u8]) -> Option<usize> {
-    frame_size(bytes).filter(|&n| bytes.len() >= n)
-}
-
-/// Cuts a stream of frames, written in arbitrary pieces, into whole
-/// frames: the start of a frame is held until its end arrives.
-#[derive(Debug, Default)]
-pub struct FrameCutter {
-    held: Vec<u8>,
-}
-
-impl FrameCutter {
-    /// The next whole frame, taking bytes from the front of `bytes`; `None`
-    /// once `bytes` is used up (with the start of a frame held, perhaps).
-    pub fn next_frame(&mut self, bytes: &mut &[u8]) -> Option<Vec<u8>> {
-        if self.held.is_empty() {
-            if let Some(n) = whole_frame(bytes) {
-                let f = bytes[..n].to_vec();
-                *bytes = &bytes[n..];
-                return Some(f);
-            }
-            self.held.extend_from_slice(bytes);
-            *bytes = &[];
-            return None;
-        }
-        if self.held.len() < LENGTH_LEN {
-            let k = (LENGTH_LEN - self.held.len()).min(bytes.len());
-            self.held.extend_from_slice(&bytes[..k]);
-            *bytes = &bytes[k..];
-        }
-        let size = frame_size(&self.held)?;
-        let k = size.saturating_sub(self.held.len()).min(bytes.len());
-        self.held.extend_from_slice(&bytes[..k]);
-        *bytes = &bytes[k..];
-        (self.held.len() >= size).then(|| std::mem::take(&mut self.held))
-    }
-
-    /// Bytes held: the start of a frame.
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
-}
-
 impl Transport for Ws {
-    fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
-        loop {
-            if let Some(n) = self.inbox.take(buf) {
-                return (n, IoStatus::Continue);
-            }
-            if let State::Handshake(_) = self.state {
-                match self.handshake() {
-                    IoStatus::Continue => {}
-                    status => return (0, status),
-                }
-            }
-            let State::Open(ws) = &mut self.state else {
-                return (0, IoStatus::Error(io::ErrorKind::InvalidData));
-            };
-            match ws.read() {
-                Ok(Message::Binary(b)) => self.inbox.put(b),
-                Ok(Message::Text(_)) => {
-                    log::debug!(
-                        "WebSocket from {}: a text message (only binary is spoken)",
-                        self.peer
-                    );
-                    return (0, IoStatus::Error(io::ErrorKind::InvalidData));
-                }
-                // Pings are answered by tungstenite (on the next flush);
-                // a close is answered the same way, then reads end.
-                Ok(Message::Ping(_) | Message::Close(_)) => {
-                    self.unflushed = true;
-                    if let IoStatus::Error(kind) = self.flush() {
-                        return (0, IoStatus::Error(kind));
-                    }
-                }
-                Ok(Message::Pong(_) | Message::Frame(_)) => {}
-                Err(e) if would_block(&e) => {
-                    let _ = self.flush();
-                    return (0, IoStatus::WouldBlock);
-                }
-                Err(e) => return (0, ws_status(&e, self.peer)),
-            }
-        }
-    }
-
-    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
-        if let State::Handshake(_) = self.state {
-            // Nothing goes to a client before it is a WebSocket; the read
-            // that completes the handshake comes with a writable edge.
-            return (0, IoStatus::WouldBlock);
-        }
-        // Nothing new is taken while tungstenite still holds unsent bytes:
-        // what the gateway queues stays in its queue, under its caps.
-        if self.unflushed {
-            match self.flush() {
+    fn read(&mut self, buf: &mut [u8], ready: Ready) -> (usize, IoStatus) {
+        if let State::Handshake(_) | State::Failed = self.state {
+            match self.handshake() {
                 IoStatus::Continue => {}
                 status => return (0, status),
             }
         }
-        let State::Open(ws) = &mut self.state else {
+        let State::Open(sock) = &mut self.state else {
             return (0, IoStatus::Error(io::ErrorKind::InvalidData));
         };
-        // A frame tungstenite refused last time goes first.
-        if let Some(msg) = self.stash.take() {
-            match ws.write(msg) {
-                Ok(()) => self.unflushed = true,
-                Err(WsError::WriteBufferFull(msg)) => {
-                    self.stash = Some(msg);
-                    return (0, IoStatus::WouldBlock);
-                }
-                Err(e) => return (0, ws_status(&e, self.peer)),
+        let short_is_drained = matches!(**sock, WsSocket::Plain(_)) && !ready.is_ending();
+        let (n, status) = self.framed.read(&mut **sock, buf, short_is_drained);
+        if let IoStatus::Error(kind) = status {
+            log::debug!("WebSocket from {}: refused", self.peer);
+            return (n, IoStatus::Error(kind));
+        }
+        // Pongs, or the answer to a close, go out now (between frames).
+        if self.framed.wants_write() {
+            match self.flush() {
+                IoStatus::Error(kind) => return (n, IoStatus::Error(kind)),
+                IoStatus::Closed if n == 0 => return (0, IoStatus::Closed),
+                _ => {}
             }
         }
-        let mut taken = 0;
-        for b in bufs {
-            let mut rest: &[u8] = b;
-            loop {
-                let before = rest.len();
-                let frame = self.cutter.next_frame(&mut rest);
-                taken += before - rest.len();
-                let Some(frame) = frame else { break };
-                match ws.write(Message::binary(frame)) {
-                    Ok(()) => self.unflushed = true,
-                    Err(WsError::WriteBufferFull(msg)) => {
-                        // Kept for the next write; the socket is full.
-                        self.stash = Some(msg);
-                        return (taken, IoStatus::WouldBlock);
-                    }
-                    Err(e) => return (taken, ws_status(&e, self.peer)),
+        if self.framed.peer_closed() && n == 0 {
+            return (0, IoStatus::Closed);
+        }
+        (n, status)
+    }
+
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
+        let State::Open(sock) = &mut self.state else {
+            // Nothing goes to a client before it is a WebSocket; the read
+            // that completes the handshake comes with a writable edge.
+            return match self.state {
+                State::Failed => (0, IoStatus::Error(io::ErrorKind::InvalidData)),
+                _ => (0, IoStatus::WouldBlock),
+            };
+        };
+        // What TLS holds goes first.
+        if sock.tls_pending() {
+            match sock.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (0, IoStatus::WouldBlock)
                 }
+                Err(e) => return (0, IoStatus::Error(e.kind())),
             }
         }
-        match self.flush() {
-            IoStatus::Continue => (taken, IoStatus::Continue),
-            status => (taken, status),
+        let (n, status) = self.framed.write(&mut **sock, bufs);
+        if status == IoStatus::Continue && sock.tls_pending() {
+            return match sock.flush() {
+                Ok(()) => (n, IoStatus::Continue),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (n, IoStatus::WouldBlock),
+                Err(e) => (n, IoStatus::Error(e.kind())),
+            };
         }
+        (n, status)
     }
 
     fn shutdown_write(&mut self) -> IoStatus {
-        let State::Open(ws) = &mut self.state else {
+        if !matches!(self.state, State::Open(_)) {
             return IoStatus::Closed;
-        };
-        close_ws(ws, &mut self.unflushed, self.peer)
+        }
+        self.framed.close();
+        match self.flush() {
+            IoStatus::WouldBlock | IoStatus::Closed => IoStatus::Continue,
+            status => status,
+        }
     }
 
     fn wants_write(&self) -> bool {
-        self.unflushed || self.stash.is_some()
+        match &self.state {
+            State::Open(sock) => self.framed.wants_write() || sock.tls_pending(),
+            _ => false,
+        }
     }
 
     fn is_handshaking(&self) -> bool {
@@ -488,9 +527,14 @@ impl Transport for Ws {
 
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match &mut self.state {
-            State::Open(ws) => Some(ws.get_mut().tcp()),
-            State::Handshake(Some(mid)) => Some(mid.get_mut().get_mut().tcp()),
-            State::Handshake(None) => None,
+            State::Open(sock) => Some(sock.tcp()),
+            State::Handshake(Some(mid)) => mid
+                .get_mut()
+                .get_mut()
+                .inner
+                .as_mut()
+                .map(|s| s.tcp() as &mut dyn mio::event::Source),
+            State::Handshake(None) | State::Failed => None,
         }
     }
 }
@@ -670,52 +714,5 @@ impl Transport for WsClient {
             ClientState::Start(Some(start)) => Some(start.0.tcp()),
             _ => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest::proptest! {
-        #[test]
-        fn frames_cut_from_any_pieces_are_the_frames_written(
-            messages in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..300), 0..20),
-            cuts in proptest::collection::vec(0usize..400, 0..40),
-        ) {
-            let mut stream = Vec::new();
-            let mut frames = Vec::new();
-            for (i, m) in messages.iter().enumerate() {
-                let mut f = Vec::new();
-                crate::wire::encode_frame(&mut f, i as u32 + 1, m);
-                stream.extend_from_slice(&f);
-                frames.push(f);
-            }
-            let mut cutter = FrameCutter::default();
-            let mut out = Vec::new();
-            let mut rest: &[u8] = &stream;
-            for &c in cuts.iter().chain(std::iter::once(&usize::MAX)) {
-                let (mut piece, tail) = rest.split_at(c.min(rest.len()));
-                rest = tail;
-                while let Some(f) = cutter.next_frame(&mut piece) {
-                    out.push(f);
-                }
-                proptest::prop_assert!(piece.is_empty());
-            }
-            proptest::prop_assert_eq!(out, frames);
-            proptest::prop_assert_eq!(cutter.held(), 0);
-        }
-    }
-
-    #[test]
-    fn frames_are_found_whole_or_not_at_all() {
-        let mut f = Vec::new();
-        crate::wire::encode_frame(&mut f, 7, b"hello");
-        assert_eq!(whole_frame(&f), Some(f.len()));
-        for n in 0..f.len() {
-            assert_eq!(whole_frame(&f[..n]), None, "{n}");
-        }
-        f.extend_from_slice(&[1, 2]);
-        assert_eq!(whole_frame(&f), Some(f.len() - 2));
     }
 }

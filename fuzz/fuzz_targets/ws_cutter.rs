@@ -1,8 +1,0 @@
-//! Fuzz target; the checks are in `tests/fuzz_checks/ws_cutter.rs`, shared with
-//! the corpus replay of `tests/fuzz_corpus.rs`.
-#![no_main]
-
-#[path = "../../tests/fuzz_checks/ws_cutter.rs"]
-mod check;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));
