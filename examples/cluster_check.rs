@@ -55,7 +55,7 @@ fn servers(key: &str, addrs: &str) -> Result<(), String> {
             auth_key: key.as_bytes().to_vec(),
             ..EndpointConfig::default()
         };
-        let server = MultiServer::connect(addrs.clone(), cfg);
+        let server = MultiServer::connect(addrs.clone(), cfg).map_err(|e| e.to_string())?;
         threads.push(std::thread::spawn(move || {
             if server.wait_linked(Duration::from_secs(10)) {
                 println!("server {id} linked to {} gateways", server.gateways().len());

@@ -842,7 +842,8 @@ fn two_workers_share_the_clients_and_answer_as_one() {
             auth_key: b"k".to_vec(),
             ..EndpointConfig::default()
         },
-    );
+    )
+    .unwrap();
     assert!(server.wait_linked(DEADLINE));
     let clients: Vec<Client> = (0..40)
         .map(|_| Client::connect(fw.client, EndpointConfig::default()).unwrap())

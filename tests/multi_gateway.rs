@@ -39,7 +39,7 @@ fn a_multi_server_serves_clients_of_every_gateway_and_relinks() {
     let a = TestGateway::start(test_config());
     let b = TestGateway::start(test_config());
     let b_server = b.server_addr;
-    let server = MultiServer::connect(vec![a.server_addr, b.server_addr], server_cfg());
+    let server = MultiServer::connect(vec![a.server_addr, b.server_addr], server_cfg()).unwrap();
     assert!(server.wait_linked(DEADLINE), "{:?}", server.linked());
 
     // One client on each gateway; the server sees each through its gateway.

@@ -10,6 +10,7 @@
 //! client by `(gateway index, client ID)`, and dials it through that
 //! gateway with [`dial`](MultiServer::dial).
 
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -45,38 +46,45 @@ pub struct MultiServer<F: MsgFormat = Raw> {
 impl MultiServer<Raw> {
     /// Links server `cfg.server_id` to every gateway in `addrs` (their
     /// server addresses), with raw-bytes messages. Returns at once; links
-    /// come up in the background (see [`linked`](Self::linked)).
-    pub fn connect(addrs: Vec<SocketAddr>, cfg: EndpointConfig) -> MultiServer<Raw> {
+    /// come up in the background (see [`linked`](Self::linked)). Fails only
+    /// if a thread cannot be started.
+    pub fn connect(addrs: Vec<SocketAddr>, cfg: EndpointConfig) -> io::Result<MultiServer<Raw>> {
         MultiServer::connect_with(addrs, cfg, Raw)
     }
 }
 
 impl<F: MsgFormat + Clone> MultiServer<F> {
     /// [`connect`](MultiServer::connect) with message format `format`.
-    pub fn connect_with(addrs: Vec<SocketAddr>, cfg: EndpointConfig, format: F) -> MultiServer<F> {
+    pub fn connect_with(
+        addrs: Vec<SocketAddr>,
+        cfg: EndpointConfig,
+        format: F,
+    ) -> io::Result<MultiServer<F>> {
         let shared = Arc::new(Shared {
             links: Mutex::new(vec![None; addrs.len()]),
             stop: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel();
-        let threads = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, &addr)| {
-                let (shared, tx, cfg, format) =
-                    (shared.clone(), tx.clone(), cfg.clone(), format.clone());
-                std::thread::Builder::new()
-                    .name(format!("uniway-link-{i}"))
-                    .spawn(move || keep_linked(i, addr, cfg, format, shared, tx))
-                    .expect("spawn a link thread")
-            })
-            .collect();
-        MultiServer {
-            addrs,
+        let mut group = MultiServer {
+            addrs: addrs.clone(),
             shared,
             accepted: Mutex::new(rx),
-            threads,
+            threads: Vec::with_capacity(addrs.len()),
+        };
+        for (i, &addr) in addrs.iter().enumerate() {
+            let (shared, tx, cfg, format) = (
+                group.shared.clone(),
+                tx.clone(),
+                cfg.clone(),
+                format.clone(),
+            );
+            // On failure, dropping the group stops the threads started.
+            let thread = std::thread::Builder::new()
+                .name(format!("uniway-link-{i}"))
+                .spawn(move || keep_linked(i, addr, cfg, format, shared, tx))?;
+            group.threads.push(thread);
         }
+        Ok(group)
     }
 }
 
