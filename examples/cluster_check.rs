@@ -14,7 +14,7 @@
 //! time, checking every echo (content and order). When its gateway goes
 //! away it connects again through the balancer and goes on. At the end:
 //! no echo out of order or damaged, every client working again, no
-//! connection attempt refused, and around the moment a gateway was killed
+//! connection attempt refused by the balancer, and around the moment a gateway was killed
 //! only that gateway's share of clients disturbed.
 
 use std::net::SocketAddr;
@@ -87,7 +87,10 @@ struct Record {
     /// how long it took.
     stalls: Vec<(u64, u64)>,
     last_ok: u64,
+    /// TCP connection attempts to the balancer that failed.
     refused_connects: u64,
+    /// Connections closed before their first dial was answered.
+    dropped_before_dial: u64,
     bad_echoes: u64,
 }
 
@@ -117,10 +120,12 @@ fn one_client(index: usize, via: SocketAddr, until: Instant, stop: &AtomicBool) 
                 Err(DialError::Refused { .. }) if Instant::now() < until => {
                     std::thread::sleep(Duration::from_millis(50))
                 }
-                // The connection ended before any answer: from the
-                // client's side, a refused attempt.
+                // The connection ended before any answer: its gateway was
+                // going away (killed, or draining for an upgrade) just as the
+                // balancer picked it. The client connects again.
                 Err(_) => {
-                    r.refused_connects += 1;
+                    r.disconnects.push(unix_ms());
+                    r.dropped_before_dial += 1;
                     continue 'connect;
                 }
             }
@@ -202,8 +207,10 @@ fn verify(
     let bad: u64 = records.iter().map(|r| r.bad_echoes).sum();
     let refused: u64 = records.iter().map(|r| r.refused_connects).sum();
     let disconnects: usize = records.iter().map(|r| r.disconnects.len()).sum();
+    let dropped: u64 = records.iter().map(|r| r.dropped_before_dial).sum();
     println!(
-        "{n} clients, {total} checked round trips in {:.1} s, {disconnects} disconnects, {refused} refused connects",
+        "{n} clients, {total} checked round trips in {:.1} s, {disconnects} disconnects \
+         ({dropped} before their first dial was answered), {refused} refused connects",
         (ended - started) as f64 / 1000.0
     );
     if records.len() != n {

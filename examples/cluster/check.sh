@@ -7,7 +7,8 @@
 #      to the others and work again; the other clients are not disturbed;
 #   2. zero-downtime upgrade of gateway 1: a new fastway starts with
 #      -ReusePort on the same addresses, the old one gets SIGTERM and
-#      drains; no connection attempt is refused meanwhile.
+#      drains; no connection attempt is refused meanwhile (its clients,
+#      and any that reached it just as it began to drain, reconnect).
 # Everything runs on 127.0.0.1 and stops by itself. Installs Debian's
 # haproxy if it is missing.
 #   bash examples/cluster/check.sh
