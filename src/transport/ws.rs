@@ -1,5 +1,8 @@
-//! WebSocket for browser clients (feature `ws`): a tungstenite server
-//! connection over a non-blocking socket, plain or inside TLS.
+//! WebSocket for browser clients (feature `ws`), over a non-blocking
+//! socket, plain or inside TLS: [`Ws`], the server side, lets tungstenite do
+//! the handshake and frames the data path itself (`ws_framed`);
+//! [`WsClient`], the client side the endpoints use, is tungstenite's
+//! throughout.
 //!
 //! The mapping to the byte stream the core reads and writes:
 //!
@@ -12,9 +15,11 @@
 //!   handshake (HTTP upgrade, path and Origin checked) is resumed on every
 //!   readiness event until done.
 //!
-//! Plaintext tungstenite has read but not yet handed out is kept here and
-//! given out before the socket is read again, so none waits behind an edge
-//! that will not come.
+//! On the client side, plaintext tungstenite has read but not yet handed
+//! out is kept here and given out before the socket is read again, so none
+//! waits behind an edge that will not come; on the server side, the
+//! handshake's socket stops reading at the end of the request, so the
+//! framing starts with every byte the client sent after it.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
