@@ -42,7 +42,9 @@ wait_for() {
 }
 now_ms() { date +%s%3N; }
 
-BASE=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral ports (32768 and up), so no outgoing
+# connection holds one of ours.
+BASE=$((20000 + RANDOM % 10000))
 BALANCER=127.0.0.1:$BASE
 KEY=cluster-key
 gw_client() { echo "127.0.0.1:$((BASE + $1))"; }
