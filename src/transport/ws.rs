@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Bytes, Error as WsError, Message, WebSocket};
+use tungstenite::{Error as WsError, WebSocket};
 
 use super::ws_framed::Framed;
 use super::{IoStatus, Ready, Transport};
@@ -239,70 +239,6 @@ impl tungstenite::handshake::server::Callback for Check {
     }
 }
 
-/// The payload of the last binary message received, handed out in pieces.
-#[derive(Default)]
-struct Inbox {
-    bytes: Bytes,
-    at: usize,
-}
-
-impl Inbox {
-    /// Copies what is left of the message into `buf`; `None` if nothing is.
-    fn take(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let left = self.bytes.len() - self.at;
-        if left == 0 {
-            return None;
-        }
-        let n = buf.len().min(left);
-        buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
-        self.at += n;
-        Some(n)
-    }
-
-    fn put(&mut self, bytes: Bytes) {
-        self.bytes = bytes;
-        self.at = 0;
-    }
-}
-
-/// Writes what tungstenite holds; `unflushed` says whether some is left.
-fn flush_ws<S: Read + Write>(
-    ws: &mut WebSocket<S>,
-    unflushed: &mut bool,
-    peer: SocketAddr,
-) -> IoStatus {
-    match ws.flush() {
-        Ok(()) => {
-            *unflushed = false;
-            IoStatus::Continue
-        }
-        Err(e) if would_block(&e) => {
-            *unflushed = true;
-            IoStatus::WouldBlock
-        }
-        Err(WsError::ConnectionClosed) => {
-            *unflushed = false;
-            IoStatus::Closed
-        }
-        Err(e) => ws_status(&e, peer),
-    }
-}
-
-/// Starts the close handshake: a Close message, flushed as far as it goes.
-fn close_ws<S: Read + Write>(
-    ws: &mut WebSocket<S>,
-    unflushed: &mut bool,
-    peer: SocketAddr,
-) -> IoStatus {
-    match ws.close(None) {
-        Ok(()) => match flush_ws(ws, unflushed, peer) {
-            IoStatus::WouldBlock => IoStatus::Continue,
-            status => status,
-        },
-        Err(e) => ws_status(&e, peer),
-    }
-}
-
 enum State {
     Handshake(Option<Box<MidHandshake<ServerHandshake<HsSocket, Check>>>>),
     /// Open: tungstenite's part is over; the socket is framed here.
@@ -327,10 +263,6 @@ impl std::fmt::Debug for Ws {
             .field("open", &matches!(self.state, State::Open(_)))
             .finish()
     }
-}
-
-fn would_block(e: &WsError) -> bool {
-    matches!(e, WsError::Io(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 impl Ws {
@@ -544,9 +476,6 @@ impl Transport for Ws {
     }
 }
 
-/// Largest message a [`WsClient`] sends.
-const CLIENT_MESSAGE: usize = 16 * 1024;
-
 /// The client side of a WebSocket to a gateway's WebSocket listener, over
 /// plain TCP: what the Rust endpoints use to reach it (tests, the load
 /// tool). The handshake starts once the socket is connected (the first
@@ -555,14 +484,15 @@ const CLIENT_MESSAGE: usize = 16 * 1024;
 pub struct WsClient {
     state: ClientState,
     peer: SocketAddr,
-    inbox: Inbox,
-    unflushed: bool,
+    framed: Framed,
 }
 
 enum ClientState {
     Start(Option<Box<(WsSocket, Request)>>),
-    Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<WsSocket>>>>),
-    Open(Box<WebSocket<WsSocket>>),
+    Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<HsSocket>>>>),
+    /// Open: tungstenite's part is over; the socket is framed here.
+    Open(Box<WsSocket>),
+    Failed,
 }
 
 impl std::fmt::Debug for WsClient {
@@ -573,6 +503,9 @@ impl std::fmt::Debug for WsClient {
             .finish()
     }
 }
+
+/// Most bytes a client turns into frames per write (masking copies them).
+const CLIENT_WRITE: usize = 256 * 1024;
 
 impl WsClient {
     /// A WebSocket to `path` at `peer` over a connected or connecting
@@ -590,8 +523,7 @@ impl WsClient {
         Ok(WsClient {
             state: ClientState::Start(Some(Box::new((socket, request)))),
             peer,
-            inbox: Inbox::default(),
-            unflushed: false,
+            framed: Framed::default(),
         })
     }
 
@@ -599,13 +531,18 @@ impl WsClient {
     fn advance(&mut self) -> IoStatus {
         let step = match &mut self.state {
             ClientState::Open(_) => return IoStatus::Continue,
+            ClientState::Failed => return IoStatus::Error(io::ErrorKind::InvalidData),
             ClientState::Start(start) => {
                 let Some(start) = start.take() else {
                     return IoStatus::Error(io::ErrorKind::InvalidData);
                 };
                 let (socket, request) = *start;
                 let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-                tungstenite::client::client_with_config(request, socket, Some(config))
+                tungstenite::client::client_with_config(
+                    request,
+                    HsSocket::new(socket),
+                    Some(config),
+                )
             }
             ClientState::Handshake(mid) => {
                 let Some(m) = mid.take() else {
@@ -615,52 +552,76 @@ impl WsClient {
             }
         };
         match step {
-            Ok((ws, _)) => {
-                self.state = ClientState::Open(Box::new(ws));
+            Ok((mut ws, _)) => {
+                // The response was read up to its end and no further: what
+                // the gateway sent after it is in `leftover`.
+                let sock = ws.get_mut();
+                let leftover = std::mem::take(&mut sock.leftover);
+                let Some(inner) = sock.inner.take() else {
+                    self.state = ClientState::Failed;
+                    return IoStatus::Error(io::ErrorKind::InvalidData);
+                };
+                let seed = getrandom::u32().unwrap_or(0x9e37_79b9);
+                self.framed = Framed::client(usize::MAX, leftover, seed);
+                self.state = ClientState::Open(Box::new(inner));
                 IoStatus::Continue
             }
             Err(HandshakeError::Interrupted(m)) => {
                 self.state = ClientState::Handshake(Some(Box::new(m)));
                 IoStatus::WouldBlock
             }
-            Err(HandshakeError::Failure(e)) => ws_status(&e, self.peer),
+            Err(HandshakeError::Failure(e)) => {
+                self.state = ClientState::Failed;
+                ws_status(&e, self.peer)
+            }
         }
     }
 
     fn flush(&mut self) -> IoStatus {
-        match &mut self.state {
-            ClientState::Open(ws) => flush_ws(ws, &mut self.unflushed, self.peer),
-            _ => IoStatus::Continue,
+        let ClientState::Open(sock) = &mut self.state else {
+            return IoStatus::Continue;
+        };
+        let status = self.framed.flush(&mut **sock);
+        if status != IoStatus::Continue {
+            return status;
         }
+        if let Err(e) = sock.flush() {
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
+                kind => IoStatus::Error(kind),
+            };
+        }
+        if self.framed.closed_out() {
+            let _ = sock.tcp().shutdown(Shutdown::Write);
+            return IoStatus::Closed;
+        }
+        IoStatus::Continue
     }
 }
 
 impl Transport for WsClient {
-    fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
-        loop {
-            if let Some(n) = self.inbox.take(buf) {
-                return (n, IoStatus::Continue);
-            }
-            match self.advance() {
-                IoStatus::Continue => {}
-                status => return (0, status),
-            }
-            let ClientState::Open(ws) = &mut self.state else {
-                return (0, IoStatus::WouldBlock);
-            };
-            match ws.read() {
-                Ok(Message::Binary(b)) => self.inbox.put(b),
-                Ok(Message::Ping(_) | Message::Close(_)) => {
-                    self.unflushed = true;
-                    if let IoStatus::Error(kind) = self.flush() {
-                        return (0, IoStatus::Error(kind));
-                    }
-                }
-                Ok(_) => {}
-                Err(e) if would_block(&e) => return (0, IoStatus::WouldBlock),
-                Err(e) => return (0, ws_status(&e, self.peer)),
+    fn read(&mut self, buf: &mut [u8], ready: Ready) -> (usize, IoStatus) {
+        match self.advance() {
+            IoStatus::Continue => {}
+            status => return (0, status),
+        }
+        let ClientState::Open(sock) = &mut self.state else {
+            return (0, IoStatus::WouldBlock);
+        };
+        let short_is_drained = matches!(**sock, WsSocket::Plain(_)) && !ready.is_ending();
+        let (n, status) = self.framed.read(&mut **sock, buf, short_is_drained);
+        if status.is_end() {
+            return (n, status);
+        }
+        if self.framed.wants_write() {
+            if let IoStatus::Error(kind) = self.flush() {
+                return (n, IoStatus::Error(kind));
             }
         }
+        if self.framed.peer_closed() && n == 0 {
+            return (0, IoStatus::Closed);
+        }
+        (n, status)
     }
 
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
@@ -668,40 +629,46 @@ impl Transport for WsClient {
             IoStatus::Continue => {}
             status => return (0, status),
         }
-        if self.unflushed {
-            match self.flush() {
-                IoStatus::Continue => {}
-                status => return (0, status),
-            }
-        }
-        let ClientState::Open(ws) = &mut self.state else {
+        let ClientState::Open(sock) = &mut self.state else {
             return (0, IoStatus::WouldBlock);
         };
-        // Messages may be cut anywhere; small ones stay under any listener's
-        // message limit (a frame's size).
-        let mut sent = 0;
-        for piece in bufs.iter().flat_map(|b| b.chunks(CLIENT_MESSAGE)) {
-            match ws.write(Message::binary(piece.to_vec())) {
-                Ok(()) => {
-                    self.unflushed = true;
-                    sent += piece.len();
+        if sock.tls_pending() {
+            match sock.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return (0, IoStatus::WouldBlock)
                 }
-                Err(WsError::WriteBufferFull(_)) => return (sent, IoStatus::WouldBlock),
-                Err(e) => return (sent, ws_status(&e, self.peer)),
+                Err(e) => return (0, IoStatus::Error(e.kind())),
             }
         }
-        (sent, self.flush())
+        let (n, status) = self.framed.write_client(&mut **sock, bufs, CLIENT_WRITE);
+        if status == IoStatus::Continue && sock.tls_pending() {
+            return match sock.flush() {
+                Ok(()) => (n, IoStatus::Continue),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (n, IoStatus::WouldBlock),
+                Err(e) => (n, IoStatus::Error(e.kind())),
+            };
+        }
+        (n, status)
     }
 
     fn shutdown_write(&mut self) -> IoStatus {
-        let ClientState::Open(ws) = &mut self.state else {
+        if !matches!(self.state, ClientState::Open(_)) {
             return IoStatus::Closed;
-        };
-        close_ws(ws, &mut self.unflushed, self.peer)
+        }
+        self.framed.close();
+        match self.flush() {
+            IoStatus::WouldBlock | IoStatus::Closed => IoStatus::Continue,
+            status => status,
+        }
     }
 
     fn wants_write(&self) -> bool {
-        self.unflushed || !matches!(self.state, ClientState::Open(_))
+        match &self.state {
+            ClientState::Open(sock) => self.framed.wants_write() || sock.tls_pending(),
+            ClientState::Failed => false,
+            _ => true,
+        }
     }
 
     fn is_handshaking(&self) -> bool {
@@ -714,8 +681,13 @@ impl Transport for WsClient {
 
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match &mut self.state {
-            ClientState::Open(ws) => Some(ws.get_mut().tcp()),
-            ClientState::Handshake(Some(mid)) => Some(mid.get_mut().get_mut().tcp()),
+            ClientState::Open(sock) => Some(sock.tcp()),
+            ClientState::Handshake(Some(mid)) => mid
+                .get_mut()
+                .get_mut()
+                .inner
+                .as_mut()
+                .map(|s| s.tcp() as &mut dyn mio::event::Source),
             ClientState::Start(Some(start)) => Some(start.0.tcp()),
             _ => None,
         }

@@ -26,6 +26,8 @@ const OP_PONG: u8 = 10;
 const BATCH: usize = 32;
 /// The uniway frame header's Length field.
 const LENGTH_LEN: usize = 4;
+/// Largest frame a client sends (under any listener's message limit).
+const CLIENT_FRAME: usize = 16 * 1024;
 
 /// Why the client's bytes were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,9 @@ pub struct Framed {
     peer_closed: bool,
     /// A close went to the client.
     close_sent: bool,
+    /// The client side (an endpoint's): frames from the server come
+    /// unmasked and frames to it go masked, with masks from this generator.
+    client: Option<u32>,
 }
 
 impl Framed {
@@ -101,6 +106,35 @@ impl Framed {
             max_message,
             leftover,
             ..Framed::default()
+        }
+    }
+
+    /// The client side's framing (an endpoint talking to a gateway's
+    /// WebSocket listener); `seed` starts the mask generator.
+    pub fn client(max_message: usize, leftover: Vec<u8>, seed: u32) -> Framed {
+        Framed {
+            client: Some(seed | 1),
+            ..Framed::new(max_message, leftover)
+        }
+    }
+
+    /// The next mask (client side).
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.client.unwrap_or(1);
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.client = Some(x);
+        x.to_ne_bytes()
+    }
+
+    /// A control frame, masked on the client side.
+    fn push_control(&mut self, opcode: u8, payload: &[u8]) {
+        if self.client.is_some() {
+            let mask = self.next_mask();
+            push_masked(&mut self.controls, opcode, true, payload, mask);
+        } else {
+            push_frame(&mut self.controls, opcode, true, payload);
         }
     }
 
@@ -164,7 +198,9 @@ impl Framed {
                 continue;
             };
             let take = ((f.len - f.done) as usize).min(data.len() - r);
-            unmask(&mut data[r..r + take], f.mask, f.done as usize);
+            if self.client.is_none() {
+                unmask(&mut data[r..r + take], f.mask, f.done as usize);
+            }
             if is_control(f.opcode) {
                 self.control.extend_from_slice(&data[r..r + take]);
             } else {
@@ -210,11 +246,13 @@ impl Framed {
         if rsv != 0 {
             return Err(Refusal::Bad("reserved bits set"));
         }
-        if !masked {
-            return Err(Refusal::Bad("an unmasked frame from a client"));
-        }
         let mut mask = [0u8; 4];
-        mask.copy_from_slice(&h[h.len() - 4..]);
+        match (self.client.is_some(), masked) {
+            (false, true) => mask.copy_from_slice(&h[h.len() - 4..]),
+            (false, false) => return Err(Refusal::Bad("an unmasked frame from a client")),
+            (true, false) => {}
+            (true, true) => return Err(Refusal::Bad("a masked frame from a server")),
+        }
         match opcode {
             OP_TEXT => return Err(Refusal::Text),
             OP_BINARY if self.in_message => {
@@ -257,14 +295,14 @@ impl Framed {
         match f.opcode {
             OP_PING => {
                 let payload = std::mem::take(&mut self.control);
-                push_frame(&mut self.controls, OP_PONG, true, &payload);
+                self.push_control(OP_PONG, &payload);
             }
             OP_CLOSE => {
                 self.peer_closed = true;
                 if !self.close_sent {
                     // The status code (if any) echoed, as RFC 6455 asks.
                     let code: Vec<u8> = self.control.iter().take(2).copied().collect();
-                    push_frame(&mut self.controls, OP_CLOSE, true, &code);
+                    self.push_control(OP_CLOSE, &code);
                     self.close_sent = true;
                 }
             }
@@ -401,11 +439,52 @@ impl Framed {
         }
     }
 
-    /// Queues a close to the client (sent at the next frame boundary).
+    /// Queues a close to the peer (sent at the next frame boundary).
     pub fn close(&mut self) {
         if !self.close_sent {
-            push_frame(&mut self.controls, OP_CLOSE, true, &[]);
+            self.push_control(OP_CLOSE, &[]);
             self.close_sent = true;
+        }
+    }
+
+    /// Client side: writes the endpoint's bytes as masked binary messages
+    /// (cut anywhere: the gateway takes their payloads as one stream), at
+    /// most `limit` bytes a call; returns the bytes taken.
+    pub fn write_client<S: Write>(
+        &mut self,
+        sock: &mut S,
+        bufs: &[IoSlice<'_>],
+        limit: usize,
+    ) -> (usize, IoStatus) {
+        match self.flush(sock) {
+            IoStatus::Continue => {}
+            status => return (0, status),
+        }
+        if self.close_sent {
+            return (0, IoStatus::Closed);
+        }
+        // Masking needs a copy: the frames are made in the tail, then sent.
+        let mut taken = 0;
+        for b in bufs {
+            for piece in b.chunks(CLIENT_FRAME) {
+                if taken + piece.len() > limit && taken > 0 {
+                    break;
+                }
+                let mask = self.next_mask();
+                push_masked(&mut self.tail, OP_BINARY, true, piece, mask);
+                taken += piece.len();
+            }
+        }
+        match self.flush(sock) {
+            IoStatus::Continue | IoStatus::WouldBlock if taken > 0 => {
+                let status = if self.wants_write() {
+                    IoStatus::WouldBlock
+                } else {
+                    IoStatus::Continue
+                };
+                (taken, status)
+            }
+            status => (taken, status),
         }
     }
 
@@ -476,6 +555,18 @@ fn frame_header(h: &mut [u8; 10], opcode: u8, fin: bool, len: usize) -> usize {
         h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
         10
     }
+}
+
+/// A masked frame (client to server) appended to `out`.
+fn push_masked(out: &mut Vec<u8>, opcode: u8, fin: bool, payload: &[u8], mask: [u8; 4]) {
+    let mut h = [0u8; 10];
+    let n = frame_header(&mut h, opcode, fin, payload.len());
+    h[1] |= 0x80;
+    out.extend_from_slice(&h[..n]);
+    out.extend_from_slice(&mask);
+    let at = out.len();
+    out.extend_from_slice(payload);
+    unmask(&mut out[at..], mask, 0);
 }
 
 fn push_frame(out: &mut Vec<u8>, opcode: u8, fin: bool, payload: &[u8]) {
@@ -583,6 +674,40 @@ mod tests {
             ),
             Err(Refusal::Bad(_))
         ));
+    }
+
+    /// An endpoint's framing against a gateway's, both ways, with a ping
+    /// from the gateway answered by a masked pong.
+    #[test]
+    fn the_client_side_speaks_to_the_server_side() {
+        let mut server = Framed::new(1 << 20, Vec::new());
+        let mut client = Framed::client(usize::MAX, Vec::new(), 7);
+        // Client to server: 40 KiB, cut into masked frames.
+        let up: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = Vec::new();
+        let (n, status) = client.write_client(&mut wire, &[IoSlice::new(&up)], usize::MAX);
+        assert_eq!((n, status), (up.len(), IoStatus::Continue));
+        assert!(wire[1] & 0x80 != 0, "client frames are masked");
+        assert_eq!(decode_all(&mut server, &wire, 999).unwrap(), up);
+        // Server to client: two uniway frames, and a ping between writes.
+        let mut frame = 9u32.to_le_bytes().to_vec();
+        frame.extend_from_slice(&[1, 0, 0, 0, 9, 8, 7, 6, 5]);
+        let mut down = Vec::new();
+        server.write(&mut down, &[IoSlice::new(&frame), IoSlice::new(&frame)]);
+        let mut got = decode_all(&mut client, &down, 5).unwrap();
+        let mut ping = Vec::new();
+        push_frame(&mut ping, OP_PING, true, b"p");
+        got.extend(decode_all(&mut client, &ping, 2).unwrap());
+        assert_eq!(got, [frame.clone(), frame].concat());
+        let mut pong = Vec::new();
+        client.flush(&mut pong);
+        assert_eq!(pong[0], 0x80 | OP_PONG);
+        assert!(pong[1] & 0x80 != 0, "the pong is masked");
+        // The gateway takes the masked pong without complaint.
+        assert_eq!(decode_all(&mut server, &pong, 3).unwrap(), b"");
+        // A masked frame from a server is refused by the client.
+        let mut bad = Framed::client(usize::MAX, Vec::new(), 3);
+        assert!(decode_all(&mut bad, &wire, 100).is_err());
     }
 
     #[test]
