@@ -239,10 +239,99 @@ impl tungstenite::handshake::server::Callback for Check {
     }
 }
 
+/// An open WebSocket, either side: the socket, and the framing of its data
+/// path (`ws_framed`), with the I/O both sides share.
+struct Opened {
+    sock: WsSocket,
+    framed: Framed,
+}
+
+impl Opened {
+    fn read(&mut self, buf: &mut [u8], ready: Ready, peer: SocketAddr) -> (usize, IoStatus) {
+        let short_is_drained = matches!(self.sock, WsSocket::Plain(_)) && !ready.is_ending();
+        let (n, status) = self.framed.read(&mut self.sock, buf, short_is_drained);
+        if status.is_end() {
+            if let IoStatus::Error(_) = status {
+                log::debug!("WebSocket with {peer}: refused");
+            }
+            return (n, status);
+        }
+        // Pongs, or the answer to a close, go out now (between frames).
+        if self.framed.wants_write() {
+            if let IoStatus::Error(kind) = self.flush() {
+                return (n, IoStatus::Error(kind));
+            }
+        }
+        if self.framed.peer_closed() && n == 0 {
+            return (0, IoStatus::Closed);
+        }
+        (n, status)
+    }
+
+    fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
+        // What TLS holds goes first.
+        if let Err(status) = self.flush_tls() {
+            return (0, status);
+        }
+        let (n, status) = if self.framed.is_client() {
+            self.framed.write_client(&mut self.sock, bufs, CLIENT_WRITE)
+        } else {
+            self.framed.write(&mut self.sock, bufs)
+        };
+        match status {
+            IoStatus::Continue => match self.flush_tls() {
+                Ok(()) => (n, IoStatus::Continue),
+                Err(status) => (n, status),
+            },
+            status => (n, status),
+        }
+    }
+
+    /// Pushes out what TLS holds.
+    fn flush_tls(&mut self) -> Result<(), IoStatus> {
+        if !self.sock.tls_pending() {
+            return Ok(());
+        }
+        self.sock.flush().map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
+            kind => IoStatus::Error(kind),
+        })
+    }
+
+    /// Writes what the framing and TLS hold; once a close has gone out
+    /// whole, the TCP stream ends too.
+    fn flush(&mut self) -> IoStatus {
+        let status = self.framed.flush(&mut self.sock);
+        if status != IoStatus::Continue {
+            return status;
+        }
+        if let Err(status) = self.flush_tls() {
+            return status;
+        }
+        if self.framed.closed_out() {
+            let _ = self.sock.tcp().shutdown(Shutdown::Write);
+            return IoStatus::Closed;
+        }
+        IoStatus::Continue
+    }
+
+    fn shutdown_write(&mut self) -> IoStatus {
+        self.framed.close();
+        match self.flush() {
+            IoStatus::WouldBlock | IoStatus::Closed => IoStatus::Continue,
+            status => status,
+        }
+    }
+
+    fn wants_write(&self) -> bool {
+        self.framed.wants_write() || self.sock.tls_pending()
+    }
+}
+
 enum State {
     Handshake(Option<Box<MidHandshake<ServerHandshake<HsSocket, Check>>>>),
     /// Open: tungstenite's part is over; the socket is framed here.
-    Open(Box<WsSocket>),
+    Open(Box<Opened>),
     /// The handshake failed.
     Failed,
 }
@@ -252,7 +341,6 @@ enum State {
 pub struct Ws {
     state: State,
     peer: SocketAddr,
-    framed: Framed,
     max_message: usize,
 }
 
@@ -277,7 +365,6 @@ impl Ws {
         let mut ws = Ws {
             state: State::Failed,
             peer,
-            framed: Framed::default(),
             max_message,
         };
         let result = tungstenite::accept_hdr_with_config(
@@ -302,8 +389,10 @@ impl Ws {
                 let leftover = std::mem::take(&mut sock.leftover);
                 match sock.inner.take() {
                     Some(inner) => {
-                        self.framed = Framed::new(self.max_message, leftover);
-                        self.state = State::Open(Box::new(inner));
+                        self.state = State::Open(Box::new(Opened {
+                            sock: inner,
+                            framed: Framed::new(self.max_message, leftover),
+                        }));
                         IoStatus::Continue
                     }
                     None => {
@@ -338,29 +427,6 @@ impl Ws {
             },
         }
     }
-
-    /// Writes what the framing and TLS hold; once a close has gone out
-    /// whole, the TCP stream ends too.
-    fn flush(&mut self) -> IoStatus {
-        let State::Open(sock) = &mut self.state else {
-            return IoStatus::Continue;
-        };
-        let status = self.framed.flush(&mut **sock);
-        if status != IoStatus::Continue {
-            return status;
-        }
-        if let Err(e) = sock.flush() {
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
-                kind => IoStatus::Error(kind),
-            };
-        }
-        if self.framed.closed_out() {
-            let _ = sock.tcp().shutdown(Shutdown::Write);
-            return IoStatus::Closed;
-        }
-        IoStatus::Continue
-    }
 }
 
 fn ws_status(e: &WsError, peer: SocketAddr) -> IoStatus {
@@ -383,73 +449,32 @@ impl Transport for Ws {
                 status => return (0, status),
             }
         }
-        let State::Open(sock) = &mut self.state else {
-            return (0, IoStatus::Error(io::ErrorKind::InvalidData));
-        };
-        let short_is_drained = matches!(**sock, WsSocket::Plain(_)) && !ready.is_ending();
-        let (n, status) = self.framed.read(&mut **sock, buf, short_is_drained);
-        if let IoStatus::Error(kind) = status {
-            log::debug!("WebSocket from {}: refused", self.peer);
-            return (n, IoStatus::Error(kind));
+        match &mut self.state {
+            State::Open(open) => open.read(buf, ready, self.peer),
+            _ => (0, IoStatus::Error(io::ErrorKind::InvalidData)),
         }
-        // Pongs, or the answer to a close, go out now (between frames).
-        if self.framed.wants_write() {
-            match self.flush() {
-                IoStatus::Error(kind) => return (n, IoStatus::Error(kind)),
-                IoStatus::Closed if n == 0 => return (0, IoStatus::Closed),
-                _ => {}
-            }
-        }
-        if self.framed.peer_closed() && n == 0 {
-            return (0, IoStatus::Closed);
-        }
-        (n, status)
     }
 
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
-        let State::Open(sock) = &mut self.state else {
+        match &mut self.state {
+            State::Open(open) => open.write(bufs),
+            State::Failed => (0, IoStatus::Error(io::ErrorKind::InvalidData)),
             // Nothing goes to a client before it is a WebSocket; the read
             // that completes the handshake comes with a writable edge.
-            return match self.state {
-                State::Failed => (0, IoStatus::Error(io::ErrorKind::InvalidData)),
-                _ => (0, IoStatus::WouldBlock),
-            };
-        };
-        // What TLS holds goes first.
-        if sock.tls_pending() {
-            match sock.flush() {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return (0, IoStatus::WouldBlock)
-                }
-                Err(e) => return (0, IoStatus::Error(e.kind())),
-            }
+            State::Handshake(_) => (0, IoStatus::WouldBlock),
         }
-        let (n, status) = self.framed.write(&mut **sock, bufs);
-        if status == IoStatus::Continue && sock.tls_pending() {
-            return match sock.flush() {
-                Ok(()) => (n, IoStatus::Continue),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (n, IoStatus::WouldBlock),
-                Err(e) => (n, IoStatus::Error(e.kind())),
-            };
-        }
-        (n, status)
     }
 
     fn shutdown_write(&mut self) -> IoStatus {
-        if !matches!(self.state, State::Open(_)) {
-            return IoStatus::Closed;
-        }
-        self.framed.close();
-        match self.flush() {
-            IoStatus::WouldBlock | IoStatus::Closed => IoStatus::Continue,
-            status => status,
+        match &mut self.state {
+            State::Open(open) => open.shutdown_write(),
+            _ => IoStatus::Closed,
         }
     }
 
     fn wants_write(&self) -> bool {
         match &self.state {
-            State::Open(sock) => self.framed.wants_write() || sock.tls_pending(),
+            State::Open(open) => open.wants_write(),
             _ => false,
         }
     }
@@ -464,7 +489,7 @@ impl Transport for Ws {
 
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match &mut self.state {
-            State::Open(sock) => Some(sock.tcp()),
+            State::Open(open) => Some(open.sock.tcp()),
             State::Handshake(Some(mid)) => mid
                 .get_mut()
                 .get_mut()
@@ -484,14 +509,13 @@ impl Transport for Ws {
 pub struct WsClient {
     state: ClientState,
     peer: SocketAddr,
-    framed: Framed,
 }
 
 enum ClientState {
     Start(Option<Box<(WsSocket, Request)>>),
     Handshake(Option<Box<MidHandshake<tungstenite::ClientHandshake<HsSocket>>>>),
     /// Open: tungstenite's part is over; the socket is framed here.
-    Open(Box<WsSocket>),
+    Open(Box<Opened>),
     Failed,
 }
 
@@ -523,7 +547,6 @@ impl WsClient {
         Ok(WsClient {
             state: ClientState::Start(Some(Box::new((socket, request)))),
             peer,
-            framed: Framed::default(),
         })
     }
 
@@ -562,8 +585,10 @@ impl WsClient {
                     return IoStatus::Error(io::ErrorKind::InvalidData);
                 };
                 let seed = getrandom::u32().unwrap_or(0x9e37_79b9);
-                self.framed = Framed::client(usize::MAX, leftover, seed);
-                self.state = ClientState::Open(Box::new(inner));
+                self.state = ClientState::Open(Box::new(Opened {
+                    sock: inner,
+                    framed: Framed::client(usize::MAX, leftover, seed),
+                }));
                 IoStatus::Continue
             }
             Err(HandshakeError::Interrupted(m)) => {
@@ -576,27 +601,6 @@ impl WsClient {
             }
         }
     }
-
-    fn flush(&mut self) -> IoStatus {
-        let ClientState::Open(sock) = &mut self.state else {
-            return IoStatus::Continue;
-        };
-        let status = self.framed.flush(&mut **sock);
-        if status != IoStatus::Continue {
-            return status;
-        }
-        if let Err(e) = sock.flush() {
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
-                kind => IoStatus::Error(kind),
-            };
-        }
-        if self.framed.closed_out() {
-            let _ = sock.tcp().shutdown(Shutdown::Write);
-            return IoStatus::Closed;
-        }
-        IoStatus::Continue
-    }
 }
 
 impl Transport for WsClient {
@@ -605,23 +609,10 @@ impl Transport for WsClient {
             IoStatus::Continue => {}
             status => return (0, status),
         }
-        let ClientState::Open(sock) = &mut self.state else {
-            return (0, IoStatus::WouldBlock);
-        };
-        let short_is_drained = matches!(**sock, WsSocket::Plain(_)) && !ready.is_ending();
-        let (n, status) = self.framed.read(&mut **sock, buf, short_is_drained);
-        if status.is_end() {
-            return (n, status);
+        match &mut self.state {
+            ClientState::Open(open) => open.read(buf, ready, self.peer),
+            _ => (0, IoStatus::WouldBlock),
         }
-        if self.framed.wants_write() {
-            if let IoStatus::Error(kind) = self.flush() {
-                return (n, IoStatus::Error(kind));
-            }
-        }
-        if self.framed.peer_closed() && n == 0 {
-            return (0, IoStatus::Closed);
-        }
-        (n, status)
     }
 
     fn write(&mut self, bufs: &[IoSlice<'_>]) -> (usize, IoStatus) {
@@ -629,43 +620,22 @@ impl Transport for WsClient {
             IoStatus::Continue => {}
             status => return (0, status),
         }
-        let ClientState::Open(sock) = &mut self.state else {
-            return (0, IoStatus::WouldBlock);
-        };
-        if sock.tls_pending() {
-            match sock.flush() {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return (0, IoStatus::WouldBlock)
-                }
-                Err(e) => return (0, IoStatus::Error(e.kind())),
-            }
+        match &mut self.state {
+            ClientState::Open(open) => open.write(bufs),
+            _ => (0, IoStatus::WouldBlock),
         }
-        let (n, status) = self.framed.write_client(&mut **sock, bufs, CLIENT_WRITE);
-        if status == IoStatus::Continue && sock.tls_pending() {
-            return match sock.flush() {
-                Ok(()) => (n, IoStatus::Continue),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (n, IoStatus::WouldBlock),
-                Err(e) => (n, IoStatus::Error(e.kind())),
-            };
-        }
-        (n, status)
     }
 
     fn shutdown_write(&mut self) -> IoStatus {
-        if !matches!(self.state, ClientState::Open(_)) {
-            return IoStatus::Closed;
-        }
-        self.framed.close();
-        match self.flush() {
-            IoStatus::WouldBlock | IoStatus::Closed => IoStatus::Continue,
-            status => status,
+        match &mut self.state {
+            ClientState::Open(open) => open.shutdown_write(),
+            _ => IoStatus::Closed,
         }
     }
 
     fn wants_write(&self) -> bool {
         match &self.state {
-            ClientState::Open(sock) => self.framed.wants_write() || sock.tls_pending(),
+            ClientState::Open(open) => open.wants_write(),
             ClientState::Failed => false,
             _ => true,
         }
@@ -681,7 +651,7 @@ impl Transport for WsClient {
 
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         match &mut self.state {
-            ClientState::Open(sock) => Some(sock.tcp()),
+            ClientState::Open(open) => Some(open.sock.tcp()),
             ClientState::Handshake(Some(mid)) => mid
                 .get_mut()
                 .get_mut()

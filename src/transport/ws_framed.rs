@@ -118,6 +118,11 @@ impl Framed {
         }
     }
 
+    /// Whether this is the client side.
+    pub fn is_client(&self) -> bool {
+        self.client.is_some()
+    }
+
     /// The next mask (client side).
     fn next_mask(&mut self) -> [u8; 4] {
         let mut x = self.client.unwrap_or(1);
