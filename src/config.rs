@@ -109,6 +109,11 @@ pub struct Config {
     /// (`MaxPartialBytes`); past it the peers furthest from finishing are
     /// cut. `None`: unlimited.
     pub max_partial_bytes: Option<usize>,
+    /// The longest a client is paused because its next frame goes to a
+    /// congested server (one over its high-water mark) before its vconns
+    /// to that server are closed and both ends told; never more than half
+    /// the client idle timeout. Default 5 s.
+    pub max_pause: Duration,
     /// Which client IDs this gateway hands out: `first`, `first + step`,
     /// `first + 2·step`, ... The workers of one process (`-Workers N`)
     /// take disjoint sets (worker `i`: first `i + 1`, step `N`), so a
@@ -177,6 +182,7 @@ impl Default for Config {
             max_clients_per_ip: None,
             accept_rate_per_ip: None,
             max_partial_bytes: Some(64 * 1024 * 1024),
+            max_pause: Duration::from_secs(5),
             client_ids: ClientIds::default(),
         }
     }

@@ -161,19 +161,30 @@ fn run(opts: Options) -> Result<(), String> {
             None => listen::bind(&opts.server_addr, opts.reuse_port)
                 .map_err(|e| format!("ServerAddr {}: {e}", opts.server_addr))?,
             Some(first) => {
-                let port = if first.port() == 0 {
+                // Port 0 asks for any port: each worker gets one of its
+                // own from the kernel (logged below).
+                let ephemeral = listen::resolve(&opts.server_addr)
+                    .is_ok_and(|a| a.iter().all(|a| a.port() == 0));
+                let port = if ephemeral {
                     0
                 } else {
                     u16::try_from(usize::from(first.port()) + i).map_err(|_| {
                         format!(
-                            "ServerAddr {first}: no port {} for worker {i}",
+                            "ServerAddr {first}: no port {} + {i} for worker {i} of {n}; \
+                             give -ServerAddr a lower port or -Workers a smaller count",
                             first.port()
                         )
                     })?
                 };
                 let at = SocketAddr::new(first.ip(), port);
-                listen::bind(&at.to_string(), opts.reuse_port)
-                    .map_err(|e| format!("ServerAddr {at} (worker {i}): {e}"))?
+                listen::bind(&at.to_string(), opts.reuse_port).map_err(|e| {
+                    format!(
+                        "ServerAddr {at} (worker {i} of {n} takes ServerAddr's port + {i}): {e}; \
+                         give -ServerAddr a port whose next {} are free, or -ServerAddr=HOST:0 \
+                         for a port of the kernel's choosing per worker",
+                        n - 1
+                    )
+                })?
             }
         };
         server_at = server_at.or(server.local_addr().ok());

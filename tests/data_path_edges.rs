@@ -228,17 +228,19 @@ fn a_ping_and_fin_together_close_the_client() {
 #[test]
 fn a_client_paused_by_backpressure_is_not_closed_as_idle() {
     let mut cfg = test_config();
-    cfg.client.idle_timeout = Duration::from_secs(1);
+    // Paused for at most 1 s (half the idle timeout) before its vconn to
+    // a server that still has not drained would be closed.
+    cfg.client.idle_timeout = Duration::from_secs(2);
     cfg.server.send_queue_bytes = 64 * 1024;
     let gw = TestGateway::start(cfg);
     let (mut server, client, v, _) = pair(&gw, 1);
-    // The client sends without pause; the server reads nothing for 3 s.
+    // The client sends without pause; the server reads nothing for 0.7 s.
     let mut writer = client.stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let f = frame(v, &[9; 1000]);
         let start = Instant::now();
         let mut sent = 0u64;
-        while start.elapsed() < Duration::from_secs(4) {
+        while start.elapsed() < Duration::from_millis(1500) {
             if writer.write_all(&f).is_err() {
                 break;
             }
@@ -247,7 +249,7 @@ fn a_client_paused_by_backpressure_is_not_closed_as_idle() {
         let _ = writer.write_all(&Command::Close { conn_id: v }.to_bytes());
         sent
     });
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(700));
     // Now the server reads everything: every frame, then the client's own
     // Close, never a Close caused by an idle timeout in between.
     let mut frames = 0u64;

@@ -897,3 +897,46 @@ fn two_workers_share_the_clients_and_answer_as_one() {
         "{last}"
     );
 }
+
+#[test]
+fn a_worker_whose_server_port_is_taken_says_which_flag_to_change() {
+    // Worker 1 takes ServerAddr's port + 1: hold that port, leave the one
+    // below it free (retrying if someone else takes it meanwhile).
+    for _ in 0..20 {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap().port();
+        let base = taken - 1;
+        if TcpListener::bind(("127.0.0.1", base)).is_err() {
+            continue;
+        }
+        let dir = workdir();
+        let out = Process::new(BIN)
+            .args([
+                "-ClientAddr=127.0.0.1:0".to_string(),
+                format!("-ServerAddr=127.0.0.1:{base}"),
+                "-Workers=2".to_string(),
+            ])
+            .current_dir(&dir)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !err.contains("worker 1") {
+            // The port below was taken by someone else before fastway
+            // bound it; try another pair.
+            assert!(err.contains(&format!(":{base}")), "{err}");
+            continue;
+        }
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{taken}")), "{err}");
+        assert!(err.contains("Address already in use"), "{err}");
+        assert!(
+            err.contains("-ServerAddr"),
+            "names the flag to change: {err}"
+        );
+        drop(held);
+        return;
+    }
+    panic!("no free pair of ports found");
+}

@@ -70,6 +70,14 @@ fn help(field: &str) -> String {
         "peer_closes" => "connections closed by EOF or a socket error",
         "kicked" => "connections closed by the operator",
         "paused" => "times a source paused for a congested server",
+        "pause_timeouts" => "pauses that reached their bound with the server still congested",
+        "pause_closes" => "vconns closed because a pause reached its bound",
+        "frames_dropped_paused" => {
+            "frames dropped (their vconn closed) when a pause reached its bound"
+        }
+        "write_timeouts" => {
+            "connections closed for taking no byte of their queue for the idle timeout"
+        }
         other => return format!("total {}", other.replace('_', " ")),
     };
     text.to_string()

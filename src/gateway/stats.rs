@@ -26,6 +26,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The peer did not read its traffic fast enough: its queue passed its cap.
     SlowConsumer,
+    /// Bytes were queued to the peer and its socket took none of them for
+    /// its side's idle timeout: it is not reading at all.
+    WriteTimeout,
     /// A newer server authenticated with the same server ID.
     Replaced,
     /// Partial frames held more than `MaxPartialBytes`, and this peer's was
@@ -56,6 +59,9 @@ impl fmt::Display for CloseReason {
             CloseReason::ProxyTimeout => f.write_str("no PROXY header in time"),
             CloseReason::IdleTimeout => f.write_str("idle for longer than the idle timeout"),
             CloseReason::SlowConsumer => f.write_str("slow consumer: send queue passed its cap"),
+            CloseReason::WriteTimeout => {
+                f.write_str("took no byte of its queue for longer than the idle timeout")
+            }
             CloseReason::Replaced => {
                 f.write_str("replaced by a newer server with the same server ID")
             }
@@ -212,6 +218,18 @@ pub struct Stats {
     /// Total: times a source stopped reading because its destination was
     /// congested (a server over its high-water mark).
     pub paused: u64,
+    /// Total: pauses that reached their bound (`Config::max_pause`, at most
+    /// half the client idle timeout) with the server still congested.
+    pub pause_timeouts: u64,
+    /// Total: vconns closed because a pause reached its bound (the paused
+    /// client's vconns to the congested server; both ends told).
+    pub pause_closes: u64,
+    /// Total: frames dropped because a pause reached its bound (each was
+    /// the frame that waited; its vconn was closed and both ends told).
+    pub frames_dropped_paused: u64,
+    /// Total: connections closed because their socket took no byte of
+    /// their queue for their idle timeout.
+    pub write_timeouts: u64,
     /// Total: connections that closed with part of a frame received; the
     /// part was dropped (nothing of it had been forwarded).
     pub partial_frames_dropped: u64,
@@ -292,6 +310,10 @@ impl Stats {
             ("slow_consumers", self.slow_consumers),
             ("servers_replaced", self.servers_replaced),
             ("paused", self.paused),
+            ("pause_timeouts", self.pause_timeouts),
+            ("pause_closes", self.pause_closes),
+            ("frames_dropped_paused", self.frames_dropped_paused),
+            ("write_timeouts", self.write_timeouts),
             ("partial_frames_dropped", self.partial_frames_dropped),
             ("partial_budget_cuts", self.partial_budget_cuts),
             ("peer_closes", self.peer_closes),

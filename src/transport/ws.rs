@@ -89,6 +89,11 @@ impl Read for WsSocket {
 }
 
 impl WsSocket {
+    /// Whether the WebSocket runs over TLS.
+    fn is_tls(&self) -> bool {
+        !matches!(self, WsSocket::Plain(_))
+    }
+
     /// Whether TLS holds encrypted bytes not yet handed to the socket.
     fn tls_pending(&self) -> bool {
         match self {
@@ -283,6 +288,12 @@ impl Opened {
                 Ok(()) => (n, IoStatus::Continue),
                 Err(status) => (n, status),
             },
+            // Over TLS a short write may only mean rustls' send buffer was
+            // full; if all it held went to the socket, the socket is not
+            // full, no writable edge will come, and the caller must go on.
+            IoStatus::WouldBlock if self.sock.is_tls() && !self.sock.tls_pending() => {
+                (n, IoStatus::Continue)
+            }
             status => (n, status),
         }
     }

@@ -50,6 +50,31 @@ pub(super) enum Rx {
     Skip { conn_id: u32, remaining: u32 },
 }
 
+/// A pause the gateway imposed on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pause {
+    /// When it began.
+    pub since: Instant,
+    /// The congested connection its next frame waits for.
+    pub on: usize,
+}
+
+/// What a connection's next deadline is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    /// Its snet link is down and the wait for a reconnect ends.
+    SnetWait,
+    /// A handshake stage (PROXY header, snet request, server challenge)
+    /// ends unfinished.
+    Stage,
+    /// It sent no complete frame for its idle timeout.
+    Idle,
+    /// A pause the gateway imposed reaches its bound.
+    Pause,
+    /// Its socket took none of its queue for its idle timeout.
+    WriteStall,
+}
+
 /// Where a connection is in a graceful shutdown of the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Drain {
@@ -81,8 +106,16 @@ pub(super) struct Conn<T> {
     pub in_ready: bool,
     pub in_dirty: bool,
     /// Paused by the gateway: its next frame goes to a congested server.
-    /// Its bytes wait unread, so its idle clock does not run.
-    pub stalled: bool,
+    /// Its bytes wait unread, so its idle clock does not run; the pause
+    /// itself is bounded (see `Core::pause_limit`).
+    pub pause: Option<Pause>,
+    /// Bytes are queued to it and its socket has taken none since this
+    /// time (`None`: nothing queued, or the last write took some). A peer
+    /// that takes nothing for its idle timeout is cut as dead.
+    pub write_stalled: Option<Instant>,
+    /// The time of this connection's live entry in the core's deadline
+    /// heap (other entries for it are stale and skipped).
+    pub timer: Option<Instant>,
     /// Connections stalled on this one, woken when it drains.
     pub waiters: Vec<usize>,
     /// Progress through a graceful shutdown.
@@ -160,7 +193,9 @@ impl<T> Conn<T> {
             ready: Ready::READABLE | Ready::WRITABLE,
             in_ready: false,
             in_dirty: false,
-            stalled: false,
+            pause: None,
+            write_stalled: None,
+            timer: None,
             waiters: Vec::new(),
             drain: Drain::Flushing,
             peer_closed: false,
@@ -183,16 +218,27 @@ impl<T> Conn<T> {
         }
     }
 
-    /// When this connection times out if nothing more happens.
-    pub fn deadline(&self, idle_timeout: Duration) -> Instant {
+    /// When this connection needs attention if nothing more happens, and
+    /// why: `idle_timeout` is its side's, `pause_limit` the bound on a
+    /// pause.
+    pub fn deadline(&self, idle_timeout: Duration, pause_limit: Duration) -> (Instant, Due) {
         if let Some(at) = self.detached() {
-            return at;
+            return (at, Due::SnetWait);
         }
-        match self.state {
+        let due = match self.state {
             State::Handshake { deadline, .. }
             | State::Proxy { deadline }
-            | State::Snet { deadline } => deadline,
-            State::Active { .. } => self.last_active + idle_timeout,
+            | State::Snet { deadline } => return (deadline, Due::Stage),
+            // A paused connection's unread bytes are not silence: its idle
+            // clock stands still, and the pause is what ends.
+            State::Active { .. } => match self.pause {
+                Some(p) => (p.since + pause_limit, Due::Pause),
+                None => (self.last_active + idle_timeout, Due::Idle),
+            },
+        };
+        match self.write_stalled {
+            Some(since) if since + idle_timeout < due.0 => (since + idle_timeout, Due::WriteStall),
+            _ => due,
         }
     }
 

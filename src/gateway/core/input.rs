@@ -162,7 +162,7 @@ impl<T: Transport> Core<T> {
     fn take_input(&mut self, key: usize, now: Instant) -> Flow {
         loop {
             let c = &self.conns[key];
-            if c.doomed.is_some() || c.stalled {
+            if c.doomed.is_some() || c.pause.is_some() {
                 return Flow::Stop;
             }
             let step = match (c.rx, c.state) {
@@ -268,6 +268,8 @@ impl<T: Transport> Core<T> {
         let c = &mut self.conns[key];
         c.state = State::Active { id };
         c.last_active = now;
+        // Its idle timeout may end before the handshake deadline would.
+        self.schedule(key);
         self.stats.servers_authenticated += 1;
         if self.may_log() {
             log::info!("{} registered", self.conns[key].describe());

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use slab::Slab;
 
-use self::conn::{Conn, State};
+use self::conn::{Conn, Due, State};
 use super::admission::{Admission, Refusal};
 use super::loglimit::LogLimit;
 use super::stats::{CloseReason, Stats, TurnHistogram};
@@ -397,8 +397,10 @@ impl<T: Transport> Core<T> {
             }
         }
         let conns = &self.conns;
-        self.deadlines.retain(|Reverse((_, key, serial))| {
-            conns.get(*key).is_some_and(|c| c.serial == *serial)
+        self.deadlines.retain(|Reverse((at, key, serial))| {
+            conns
+                .get(*key)
+                .is_some_and(|c| c.serial == *serial && c.timer == Some(*at))
         });
         self.deadlines.shrink_to(2 * self.deadlines.len());
         self.vconns.shrink();
@@ -473,7 +475,7 @@ impl<T: Transport> Core<T> {
             c.rx = conn::Rx::Frames;
             self.staged -= c.stage.bytes();
             c.stage.release(&mut self.wpool);
-            c.stalled = false;
+            c.pause = None;
             self.mark_ready(key);
             self.mark_dirty(key);
         }
@@ -555,10 +557,30 @@ impl<T: Transport> Core<T> {
             .collect()
     }
 
-    fn schedule(&mut self, key: usize) {
+    /// The longest a client waits, paused because its next frame goes to a
+    /// congested server, before its vconns to that server are closed:
+    /// [`Config::max_pause`], and never more than half the client idle
+    /// timeout.
+    pub(super) fn pause_limit(&self) -> Duration {
+        self.cfg.max_pause.min(self.cfg.client.idle_timeout / 2)
+    }
+
+    /// When connection `key` needs attention next, and why.
+    fn next_due(&self, key: usize) -> (Instant, Due) {
         let c = &self.conns[key];
-        let at = c.deadline(self.cfg.side(c.side).idle_timeout);
-        self.deadlines.push(Reverse((at, key, c.serial)));
+        c.deadline(self.cfg.side(c.side).idle_timeout, self.pause_limit())
+    }
+
+    /// Makes sure the deadline heap wakes the core for `key` no later than
+    /// its next deadline. Call it whenever that deadline may have come
+    /// closer; one that moved later is found when the earlier entry fires.
+    pub(super) fn schedule(&mut self, key: usize) {
+        let (at, _) = self.next_due(key);
+        let c = &mut self.conns[key];
+        if c.timer.is_none_or(|t| at < t) {
+            c.timer = Some(at);
+            self.deadlines.push(Reverse((at, key, c.serial)));
+        }
     }
 
     fn fire_deadlines(&mut self, now: Instant) {
@@ -567,39 +589,47 @@ impl<T: Transport> Core<T> {
                 break;
             }
             self.deadlines.pop();
-            // A connection already closing is not timed out again (it may
-            // have several entries due at once).
-            let Some(c) = self
+            // A connection already closing is not timed out again, and an
+            // entry that is not the connection's live one is stale.
+            let live = self
                 .conns
                 .get(key)
-                .filter(|c| c.serial == serial && c.doomed.is_none())
-            else {
+                .is_some_and(|c| c.serial == serial && c.doomed.is_none() && c.timer == Some(at));
+            if !live {
                 continue;
-            };
-            let mut due = c.deadline(self.cfg.side(c.side).idle_timeout);
-            if c.stalled && c.detached().is_none() {
-                // Paused by the gateway: its unread bytes are not silence.
-                due = now + self.cfg.side(c.side).idle_timeout;
             }
+            let (due, why) = self.next_due(key);
+            let c = &mut self.conns[key];
             if due > now {
-                // Activity moved the deadline; one entry per connection stays.
+                // Activity moved the deadline; one live entry stays.
+                c.timer = Some(due);
                 self.deadlines.push(Reverse((due, key, serial)));
                 continue;
             }
-            let reason = match c.state {
-                _ if c.detached().is_some() => {
+            c.timer = None;
+            let reason = match (why, c.state) {
+                (Due::Pause, _) => {
+                    self.end_pause(key);
+                    self.schedule(key);
+                    continue;
+                }
+                (Due::SnetWait, _) => {
                     self.stats.snet_expired += 1;
                     CloseReason::SnetExpired
                 }
-                State::Handshake { .. } | State::Snet { .. } => {
+                (Due::WriteStall, _) => {
+                    self.stats.write_timeouts += 1;
+                    CloseReason::WriteTimeout
+                }
+                (_, State::Handshake { .. } | State::Snet { .. }) => {
                     self.stats.handshake_timeouts += 1;
                     CloseReason::HandshakeTimeout
                 }
-                State::Proxy { .. } => {
+                (_, State::Proxy { .. }) => {
                     self.stats.bad_proxy_headers += 1;
                     CloseReason::ProxyTimeout
                 }
-                State::Active { .. } => {
+                (_, State::Active { .. }) => {
                     self.stats.idle_timeouts += 1;
                     CloseReason::IdleTimeout
                 }
@@ -703,8 +733,7 @@ impl<T: Transport> Core<T> {
 
     fn wake(&mut self, key: usize) {
         if let Some(c) = self.conns.get_mut(key) {
-            if c.stalled {
-                c.stalled = false;
+            if c.pause.take().is_some() {
                 // The pause was the gateway's doing: the idle clock starts
                 // again from here.
                 if let Some(now) = self.now {
@@ -775,13 +804,13 @@ impl<T: Transport> Core<T> {
             // Only a congested server makes anyone wait: a partial frame
             // holds no destination, and a client's queue never pauses its
             // sources.
-            if c.stalled {
+            if let Some(p) = c.pause {
                 let on_server = self
                     .conns
-                    .iter()
-                    .any(|(_, d)| d.side == Side::Server && d.waiters.contains(&key));
+                    .get(p.on)
+                    .is_some_and(|d| d.side == Side::Server && d.waiters.contains(&key));
                 if !on_server {
-                    return Err(format!("conn {key} stalled, but on no server"));
+                    return Err(format!("conn {key} paused, but on no server"));
                 }
             }
             if c.side == Side::Client && !c.waiters.is_empty() {
@@ -826,6 +855,7 @@ fn close_level(side: Side, reason: CloseReason) -> Option<log::Level> {
             | CloseReason::HandshakeTimeout
             | CloseReason::ProxyTimeout
             | CloseReason::SlowConsumer
+            | CloseReason::WriteTimeout
             | CloseReason::PartialBudget,
         ) => Some(log::Level::Warn),
         (_, CloseReason::SnetResumed) => None,

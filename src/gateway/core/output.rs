@@ -2,12 +2,12 @@
 //! flow control (slow consumers, congested servers), flushing queues to
 //! transports once per turn, and the end of each connection's drain.
 
-use super::conn::Drain;
+use super::conn::{Drain, Pause, Rx};
 use super::Core;
 use crate::gateway::stats::CloseReason;
 use crate::side::Side;
 use crate::transport::{IoStatus, Ready, Transport};
-use crate::wire::Command;
+use crate::wire::{self, Command, Status};
 
 /// Most writes to one connection per turn.
 const WRITES_PER_TURN: usize = 4;
@@ -49,10 +49,87 @@ impl<T: Transport> Core<T> {
         if !self.congested(dest) {
             return true;
         }
+        let Some(now) = self.now else {
+            return true;
+        };
         self.conns[dest].waiters.push(src);
-        self.conns[src].stalled = true;
+        self.conns[src].pause = Some(Pause {
+            since: now,
+            on: dest,
+        });
         self.stats.paused += 1;
+        // The pause is bounded: its end may come before the idle deadline.
+        self.schedule(src);
         false
+    }
+
+    /// A pause that reached its bound ([`pause_limit`](Self::pause_limit)):
+    /// the server `key` waits for has not drained, so `key`'s vconns to it
+    /// are closed and both ends told, the frame that waited is dropped
+    /// (its vconn is one of them), and `key` is read again: its pings are
+    /// answered and its frames to other servers flow.
+    pub(super) fn end_pause(&mut self, key: usize) {
+        let Some(pause) = self.conns[key].pause else {
+            return;
+        };
+        self.stats.pause_timeouts += 1;
+        self.drop_waiting_frame(key);
+        let side = self.conns[key].side;
+        let ids = self.vconns.ids(&self.conns[key].vlist, side);
+        let mut closed = 0;
+        for conn_id in ids {
+            let Some(ends) = self.vconns.ends(conn_id) else {
+                continue;
+            };
+            if ends[side.other().index()] != pause.on {
+                continue;
+            }
+            self.remove_vconn(conn_id, ends);
+            for end in ends {
+                self.queue_command(end, Command::Close { conn_id });
+            }
+            closed += 1;
+        }
+        self.stats.pause_closes += closed;
+        if let Some(d) = self.conns.get_mut(pause.on) {
+            d.waiters.retain(|&w| w != key);
+        }
+        if self.may_log() {
+            log::warn!(
+                "{}: paused {:?} for {} (queue {} bytes, {} messages), which did not drain; \
+                 its {closed} vconns to it closed",
+                self.conns[key].describe(),
+                self.pause_limit(),
+                self.conns[pause.on].describe(),
+                self.conns[pause.on].out.bytes(),
+                self.conns[pause.on].out.msgs(),
+            );
+        }
+        self.wake(key);
+    }
+
+    /// Drops the whole frame at the front of `key`'s input, which waited
+    /// for a congested destination (its vconn is being closed).
+    fn drop_waiting_frame(&mut self, key: usize) {
+        let c = &mut self.conns[key];
+        match c.rx {
+            Rx::Stage { remaining: 0, .. } => {
+                self.staged -= c.stage.bytes();
+                c.stage.release(&mut self.wpool);
+                c.rx = Rx::Frames;
+            }
+            Rx::Frames => {
+                let data = c.rbuf.data(&self.rpool);
+                if let Ok(Status::Complete(h)) = wire::decode_header(data, self.cfg.max_packet) {
+                    if !h.is_command() && data.len() >= h.frame_len() {
+                        c.rbuf.consume(&mut self.rpool, h.frame_len());
+                    }
+                }
+            }
+            // Not a frame waiting whole: nothing to drop.
+            Rx::Stage { .. } | Rx::Skip { .. } => return,
+        }
+        self.stats.frames_dropped_paused += 1;
     }
 
     pub(super) fn mark_dirty(&mut self, key: usize) {
@@ -141,6 +218,7 @@ impl<T: Transport> Core<T> {
         }
         let mut outcome = Ok(());
         let mut detached = false;
+        let mut took = false;
         for _ in 0..WRITES_PER_TURN {
             if c.out.is_empty() && !c.io.wants_write() {
                 break;
@@ -151,6 +229,7 @@ impl<T: Transport> Core<T> {
             } else {
                 c.out.write_with(&mut self.wpool, |bufs| io.write(bufs))
             };
+            took |= n > 0;
             match c.side {
                 Side::Client => self.stats.bytes_to_clients += n as u64,
                 Side::Server => self.stats.bytes_to_servers += n as u64,
@@ -172,15 +251,33 @@ impl<T: Transport> Core<T> {
                 }
             }
         }
-        let leftover = c.ready.is_writable() && (!c.out.is_empty() || c.io.wants_write());
+        let pending = !c.out.is_empty() || c.io.wants_write();
+        let leftover = c.ready.is_writable() && pending;
         let waiting = !c.waiters.is_empty();
+        // The clock of a peer that takes nothing of what is queued to it.
+        let stall_began = match (pending, took, self.now) {
+            (false, _, _) | (_, _, None) => {
+                c.write_stalled = None;
+                false
+            }
+            (true, true, Some(now)) => {
+                c.write_stalled = Some(now);
+                false
+            }
+            (true, false, Some(now)) => c.write_stalled.get_or_insert(now) == &now,
+        };
         if let Err(reason) = outcome {
             self.doom(key, reason);
             return;
         }
         if detached {
+            // Its link is down: the snet wait timeout governs, not this.
+            self.conns[key].write_stalled = None;
             self.check_detached(key);
             return;
+        }
+        if stall_began {
+            self.schedule(key);
         }
         if leftover {
             self.mark_dirty(key);

@@ -128,6 +128,7 @@ impl<T: Transport> Core<T> {
         let c = &mut self.conns[target];
         let waited = c.snet.as_mut().and_then(|s| s.detached.take()).is_some();
         c.last_active = now;
+        c.write_stalled = None;
         c.ready = Ready::READABLE | Ready::WRITABLE;
         log::debug!(
             "{}: snet stream resumed from {via}{}",

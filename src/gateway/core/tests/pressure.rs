@@ -46,7 +46,7 @@ fn congested_server_pauses_clients_and_resumes_them_when_drained() {
     }
     let queued = h.core.conns[s.key].out.bytes();
     assert!((32 * 1024..64 * 1024).contains(&queued), "queued {queued}");
-    assert!(h.core.conns[c.key].stalled, "client paused");
+    assert!(h.core.conns[c.key].pause.is_some(), "client paused");
     assert!(h.alive(&c) && h.alive(&s));
     assert!(h.core.stats().paused >= 1);
     s.set_write_room(None);
@@ -208,4 +208,188 @@ fn shutdown_flushes_queued_data_then_closes_every_vconn() {
     assert!(h.core.is_drained());
     assert_eq!(h.reason(&c), Some(CloseReason::Shutdown));
     assert_eq!(h.reason(&s), Some(CloseReason::Shutdown));
+}
+
+/// A client, a server that stops reading, and a healthy server: the
+/// client is paused when the first one's queue passes its high-water mark.
+struct StuckServer {
+    h: Harness,
+    stuck: Peer,
+    healthy: Peer,
+    c: Peer,
+    /// The client's two vconns to the stuck server, and one to the other.
+    to_stuck: [u32; 2],
+    to_healthy: u32,
+}
+
+fn stuck_server(client_idle: Duration) -> StuckServer {
+    let mut cfg = test_config();
+    cfg.server.send_queue_bytes = 64 * 1024; // high water at 32 KiB
+    cfg.client.idle_timeout = client_idle;
+    let mut h = Harness::with(cfg);
+    let mut stuck = h.server(1);
+    let mut healthy = h.server(2);
+    let (mut c, cid) = h.client();
+    let to_stuck = [
+        h.open(&mut c, cid, &mut stuck, 1),
+        h.open(&mut c, cid, &mut stuck, 1),
+    ];
+    let to_healthy = h.open(&mut c, cid, &mut healthy, 2);
+    stuck.set_write_room(Some(0));
+    for _ in 0..100 {
+        c.send_data(to_stuck[0], &[7; 1000]);
+    }
+    h.turn();
+    assert!(h.core.conns[c.key].pause.is_some(), "client paused");
+    StuckServer {
+        h,
+        stuck,
+        healthy,
+        c,
+        to_stuck,
+        to_healthy,
+    }
+}
+
+#[test]
+fn a_pause_ends_within_its_bound_and_closes_only_the_vconns_to_the_stuck_server() {
+    let StuckServer {
+        mut h,
+        mut stuck,
+        mut healthy,
+        mut c,
+        to_stuck,
+        to_healthy,
+    } = stuck_server(Duration::from_secs(3));
+    assert_eq!(h.core.pause_limit(), Duration::from_millis(1500));
+    c.send_cmd(Command::Ping);
+    c.send_data(to_healthy, b"to the other server");
+    h.advance(Duration::from_millis(1400));
+    assert!(
+        h.core.conns[c.key].pause.is_some(),
+        "still within the bound"
+    );
+    assert!(healthy.recv().is_empty());
+    h.advance(Duration::from_millis(200));
+    assert!(h.core.conns[c.key].pause.is_none(), "read again");
+    // The rest of its input (the frames behind the dropped one) is read
+    // on the next turns, a budget at a time.
+    for _ in 0..5 {
+        h.turn();
+    }
+    assert_eq!(
+        healthy.recv(),
+        vec![Got::Data(to_healthy, b"to the other server".to_vec())],
+        "its frames to other servers flow"
+    );
+    let got = c.recv();
+    for v in to_stuck {
+        assert!(
+            got.contains(&Got::Cmd(Command::Close { conn_id: v })),
+            "{got:?}"
+        );
+    }
+    assert!(
+        got.contains(&Got::Cmd(Command::Ping)),
+        "Ping answered: {got:?}"
+    );
+    // The later frames on the closed vconn are answered Close too, never
+    // delivered; nothing else is closed.
+    assert!(h.alive(&c) && h.alive(&stuck) && h.alive(&healthy));
+    let s = h.core.stats();
+    assert_eq!(
+        (s.pause_timeouts, s.pause_closes, s.frames_dropped_paused),
+        (1, 2, 1)
+    );
+    assert_eq!(s.idle_timeouts, 0);
+    // The stuck server hears of the closes once it reads again, after
+    // the frames it had been sent.
+    stuck.set_write_room(None);
+    h.turn();
+    let got = stuck.recv();
+    let data = got.iter().filter(|g| matches!(g, Got::Data(..))).count();
+    assert!(data > 0 && data < 100, "{data} frames delivered");
+    for (i, v) in to_stuck.iter().enumerate() {
+        let close = Got::Cmd(Command::Close { conn_id: *v });
+        let at = got.iter().position(|g| *g == close);
+        assert!(
+            at.is_some_and(|at| at >= data),
+            "Close {i} after the data: {got:?}"
+        );
+    }
+    assert!(
+        got[..data]
+            .iter()
+            .all(|g| *g == Got::Data(to_stuck[0], vec![7; 1000])),
+        "only whole frames the client sent"
+    );
+}
+
+#[test]
+fn a_server_that_takes_no_byte_for_its_idle_timeout_is_cut_and_its_clients_told() {
+    let mut cfg = test_config();
+    cfg.server.idle_timeout = Duration::from_secs(2);
+    let mut h = Harness::with(cfg);
+    let mut stuck = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut stuck, 1);
+    stuck.set_write_room(Some(0));
+    c.send_data(v, b"never read");
+    h.turn();
+    // It keeps sending (so it is not idle) but takes nothing.
+    for _ in 0..3 {
+        h.advance(Duration::from_millis(600));
+        stuck.send_cmd(Command::Ping);
+        c.send_cmd(Command::Ping);
+    }
+    h.turn();
+    assert!(h.alive(&stuck), "1.8 s without a byte taken");
+    h.advance(Duration::from_millis(300));
+    assert_eq!(h.reason(&stuck), Some(CloseReason::WriteTimeout));
+    let got = c.recv();
+    assert!(
+        got.contains(&Got::Cmd(Command::Close { conn_id: v })),
+        "{got:?}"
+    );
+    assert!(h.alive(&c));
+    assert_eq!(h.core.stats().write_timeouts, 1);
+    assert_eq!(h.core.stats().idle_timeouts, 0);
+}
+
+#[test]
+fn a_peer_that_takes_bytes_slowly_is_not_cut_for_taking_none() {
+    let mut cfg = test_config();
+    cfg.server.idle_timeout = Duration::from_secs(2);
+    let mut h = Harness::with(cfg);
+    let mut slow = h.server(1);
+    let (mut c, cid) = h.client();
+    let v = h.open(&mut c, cid, &mut slow, 1);
+    slow.set_write_room(Some(0));
+    for _ in 0..20 {
+        c.send_data(v, &[1; 100]);
+    }
+    h.turn();
+    // A few bytes a second, for three idle timeouts.
+    for _ in 0..6 {
+        slow.send_cmd(Command::Ping);
+        h.advance(Duration::from_millis(1000));
+        slow.set_write_room(Some(10));
+        h.turn();
+        slow.set_write_room(Some(0));
+    }
+    assert!(h.alive(&slow), "closed as {:?}", h.reason(&slow));
+    assert_eq!(h.core.stats().write_timeouts, 0);
+}
+
+#[test]
+fn a_server_idle_timeout_shorter_than_the_handshake_deadline_is_honoured() {
+    let mut cfg = test_config();
+    cfg.server.idle_timeout = Duration::from_secs(2);
+    cfg.handshake_timeout = Duration::from_secs(5);
+    let mut h = Harness::with(cfg);
+    let s = h.server(1);
+    h.advance(Duration::from_millis(1900));
+    assert!(h.alive(&s));
+    h.advance(Duration::from_millis(200));
+    assert_eq!(h.reason(&s), Some(CloseReason::IdleTimeout));
 }
