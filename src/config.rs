@@ -314,6 +314,9 @@ impl Config {
                 ),
             ));
         }
+        if self.max_pause.is_zero() {
+            return Err(bad("MaxPause", "must be greater than zero"));
+        }
         if self.client.max_vconns == Some(0) {
             return Err(bad("ClientMaxConn", "must be greater than zero"));
         }

@@ -26,6 +26,7 @@ const CLI_MD_FLAGS: &[&str] = &[
     "AcceptRatePerIP",
     "AcceptBurstPerIP",
     "MaxPartialBytes",
+    "MaxPause",
     "MemPoolType",
     "MemPoolFactor",
     "MemPoolMaxChunk",

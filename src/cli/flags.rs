@@ -72,6 +72,7 @@ pub const FLAGS: &[Flag] = &[
     flag("--AcceptRatePerIP", Kind::Count, "0", "most new connections per second from one IPv4 address or IPv6 /64, per listener (0: no limit)"),
     flag("--AcceptBurstPerIP", Kind::Count, "10", "new connections one source may open at once before AcceptRatePerIP applies"),
     flag("--MaxPartialBytes", Kind::Size, "64M", "most bytes all partly received large frames may hold; past it the peers furthest from finishing are cut (0: no limit)"),
+    flag("--MaxPause", Kind::Duration, "5s", "longest a client waits unread for a congested server before its vconns to that server are closed (at most half ClientIdleTimeout)"),
     flag("--MemPoolType", Kind::Text, "atom", "buffer pool variant: sync, atom or chan (one pool in a single-threaded reactor; all three mean the same)"),
     flag("--MemPoolFactor", Kind::Count, "2", "growth factor between pool chunk size classes"),
     flag("--MemPoolMaxChunk", Kind::Size, "64K", "largest pooled chunk"),
@@ -464,6 +465,7 @@ fn apply(o: &mut Options, spec: &Flag, v: &str) -> Result<(), String> {
         "ServerBufferSize" => c.server.buffer_size = size()?,
         "ClientIdleTimeout" => c.client.idle_timeout = nonzero(dur()?)?,
         "ServerIdleTimeout" => c.server.idle_timeout = nonzero(dur()?)?,
+        "MaxPause" => c.max_pause = nonzero(dur()?)?,
         "ClientSendChanSize" => c.client.send_queue_msgs = count()?,
         "ServerSendChanSize" => c.server.send_queue_msgs = count()?,
         "ServerAuthKey" | "ServerAuthPassword" => c.auth_key = v.as_bytes().to_vec(),
@@ -537,7 +539,7 @@ mod tests {
 
     /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
     /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 47] = [
+    const CLI_MD_DEFAULTS: [(&str, &str); 48] = [
         ("ReusePort", "false"),
         ("MaxPacket", "512K"),
         ("MaxClients", "0"),
@@ -546,6 +548,7 @@ mod tests {
         ("AcceptRatePerIP", "0"),
         ("AcceptBurstPerIP", "10"),
         ("MaxPartialBytes", "64M"),
+        ("MaxPause", "5s"),
         ("MemPoolType", "atom"),
         ("MemPoolFactor", "2"),
         ("MemPoolMaxChunk", "64K"),

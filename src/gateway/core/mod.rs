@@ -15,9 +15,14 @@
 //!   partial frame pins its source's own buffers and nothing else, and it
 //!   is dropped if the source goes. A source that sends no complete frame
 //!   for its idle timeout is closed.
-//! - **The gateway's own pauses are not idleness.** A connection the
-//!   gateway stopped reading (its frame waits for a congested server) does
-//!   not time out while paused; its idle clock restarts when it resumes.
+//! - **The gateway's own pauses are not idleness, and they end.** A
+//!   connection the gateway stopped reading (its frame waits for a
+//!   congested server) does not time out while paused; its idle clock
+//!   restarts when it resumes, at the latest after the pause bound
+//!   ([`Config::max_pause`], at most half the client idle timeout), when
+//!   its vconns to that server are closed and both ends told.
+//! - **A peer that reads nothing is dead.** One whose socket takes no byte
+//!   of its queue for its idle timeout is closed, however much it sends.
 //! - **Drain delivers.** After [`Core::begin_shutdown`] every connection
 //!   keeps being flushed; what peers send meanwhile is read and discarded
 //!   (never left unread, which would make closing the socket reset it and
