@@ -1,15 +1,16 @@
 //! The transport conformance matrix: every client front of the gateway
 //! (TCP, PROXY v1 and v2 in front of TCP, TLS, WebSocket, WSS, snet, snet
-//! encrypted) and every endpoint-side transport of this crate (its TLS
-//! client, its WebSocket client over TCP and TLS), crossed with every frame
-//! size that crosses an internal boundary (the WebSocket length forms, a
-//! TLS record, rustls' buffer, the read buffers and read sizes, the pool's
-//! chunks, MaxPacket), both directions, with the far end reading fast,
-//! reading in small pieces, and pausing before it reads. Every frame must
-//! arrive byte-exact and in order within a deadline; a failure names the
-//! front, the size, the direction and the reader.
+//! encrypted), every server front (the same but WebSocket), and this
+//! crate's endpoint-side transports (its TLS client, its WebSocket client
+//! over TCP and TLS), crossed with every frame size that crosses an
+//! internal boundary (the WebSocket length forms, a TLS record, rustls'
+//! buffer, the read buffers and read sizes, the pool's chunks, MaxPacket),
+//! both directions, with the far end reading fast, reading in small pieces,
+//! and pausing before it reads. Every frame must arrive byte-exact and in
+//! order within a deadline; a failure names the row (client and server
+//! front), the size, the direction and the reader.
 //!
-//! The gateway fronts are driven by clients written apart from the gateway
+//! The gateway fronts are driven by peers written apart from the gateway
 //! (plain sockets, rustls' blocking stream, tungstenite); the snet fronts
 //! and the endpoint rows by this crate's own transports over non-blocking
 //! sockets.
@@ -20,9 +21,10 @@ mod common;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{test_config, Got, RawPeer, TestGateway};
+use common::{test_config, Got, TestGateway};
 use mio::net::TcpListener;
 use rcgen::{CertificateParams, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -33,7 +35,9 @@ use uniway::snet::SnetSettings;
 use uniway::transport::{
     IoStatus, Ready, Snet, Tcp, Tls, Transport, WsClient, WsSettings, WsSocket,
 };
-use uniway::wire::{self, Command, Status, DEFAULT_MAX_PACKET, HEADER_LEN};
+use uniway::wire::{
+    self, Challenge, Command, Status, CHALLENGE_LEN, DEFAULT_MAX_PACKET, HEADER_LEN,
+};
 use uniway::{Config, Side};
 
 /// How long one batch (every size, one direction, one reader) may take.
@@ -303,18 +307,24 @@ fn snet(encrypt: bool) -> SnetSettings {
     }
 }
 
-/// A gateway whose client listener is `front`'s, and a plain server
-/// listener.
-fn gateway(front: Front, certs: &Certs) -> TestGateway {
+/// A gateway whose client listener is `client`'s front and whose server
+/// listener is `server`'s.
+fn gateway(client: Front, server: Front, certs: &Certs) -> TestGateway {
     let mut cfg: Config = test_config();
-    match front {
-        Front::ProxyV1 | Front::ProxyV2 => cfg.client.proxy_protocol = true,
-        Front::Snet | Front::SnetEncrypted => {
-            let mut s = SnetConfig::defaults(Side::Client);
-            s.settings = snet(matches!(front, Front::SnetEncrypted));
-            cfg.client.snet = Some(s);
+    for (front, side) in [(client, Side::Client), (server, Side::Server)] {
+        let sc = match side {
+            Side::Client => &mut cfg.client,
+            Side::Server => &mut cfg.server,
+        };
+        match front {
+            Front::ProxyV1 | Front::ProxyV2 => sc.proxy_protocol = true,
+            Front::Snet | Front::SnetEncrypted => {
+                let mut s = SnetConfig::defaults(side);
+                s.settings = snet(matches!(front, Front::SnetEncrypted));
+                sc.snet = Some(s);
+            }
+            _ => {}
         }
-        _ => {}
     }
     let ws = WsSettings {
         path: WS_PATH.into(),
@@ -324,18 +334,26 @@ fn gateway(front: Front, certs: &Certs) -> TestGateway {
     let tls = certs.server.clone();
     TestGateway::start_with(cfg, move |gw, registry| {
         let bind = || TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let client = match front {
-            Front::Tls | Front::EndpointTls => {
-                gw.listen_tls(registry, Side::Client, bind(), tls).unwrap()
-            }
+        let client_at = match client {
+            Front::Tls | Front::EndpointTls => gw
+                .listen_tls(registry, Side::Client, bind(), tls.clone())
+                .unwrap(),
             Front::Ws | Front::EndpointWs => gw.listen_ws(registry, bind(), ws, None).unwrap(),
-            Front::Wss | Front::EndpointWss => {
-                gw.listen_ws(registry, bind(), ws, Some(tls)).unwrap()
-            }
+            Front::Wss | Front::EndpointWss => gw
+                .listen_ws(registry, bind(), ws, Some(tls.clone()))
+                .unwrap(),
             _ => gw.listen(registry, Side::Client, bind()).unwrap(),
         };
-        let server = gw.listen(registry, Side::Server, bind()).unwrap();
-        (client, server)
+        let server_at = match server {
+            Front::Tls | Front::EndpointTls => {
+                gw.listen_tls(registry, Side::Server, bind(), tls).unwrap()
+            }
+            Front::Ws | Front::Wss | Front::EndpointWs | Front::EndpointWss => {
+                panic!("servers do not connect over WebSocket")
+            }
+            _ => gw.listen(registry, Side::Server, bind()).unwrap(),
+        };
+        (client_at, server_at)
     })
 }
 
@@ -522,7 +540,7 @@ impl Frames {
 
 /// What a batch's reader is told to expect, and names it by in failures.
 struct Expect<'a> {
-    front: Front,
+    row: &'a str,
     dir: Direction,
     reader: Reader,
     conn_id: u32,
@@ -531,12 +549,15 @@ struct Expect<'a> {
 
 /// Reads `e.sizes.len()` frames with `read`, as `e.reader` reads, checking
 /// each against what was sent.
-fn read_batch(e: &Expect<'_>, mut read: impl FnMut(usize) -> io::Result<Vec<u8>>) {
+fn read_batch(
+    e: &Expect<'_>,
+    mut frames: Frames,
+    mut read: impl FnMut(usize) -> io::Result<Vec<u8>>,
+) {
     let started = Instant::now();
     if let Reader::Paused = e.reader {
         std::thread::sleep(PAUSE);
     }
-    let mut frames = Frames::default();
     let mut reads = 0usize;
     for (seq, &size) in e.sizes.iter().enumerate() {
         let got = loop {
@@ -545,15 +566,15 @@ fn read_batch(e: &Expect<'_>, mut read: impl FnMut(usize) -> io::Result<Vec<u8>>
             }
             assert!(
                 started.elapsed() < BATCH_DEADLINE,
-                "{:?} {:?} {:?} reader: stalled waiting for frame {seq} ({size} bytes on the wire)",
-                e.front,
+                "{}: {:?}, {:?} reader: stalled waiting for frame {seq} ({size} bytes on the wire)",
+                e.row,
                 e.dir,
                 e.reader
             );
             let bytes = read(e.reader.piece()).unwrap_or_else(|err| {
                 panic!(
-                    "{:?} {:?} {:?} reader: {err} while waiting for frame {seq} ({size} bytes)",
-                    e.front, e.dir, e.reader
+                    "{}: {:?}, {:?} reader: {err} while waiting for frame {seq} ({size} bytes)",
+                    e.row, e.dir, e.reader
                 )
             });
             frames.push(&bytes);
@@ -568,91 +589,128 @@ fn read_batch(e: &Expect<'_>, mut read: impl FnMut(usize) -> io::Result<Vec<u8>>
         match got {
             Got::Data(id, m) if id == e.conn_id && m == want => {}
             Got::Data(id, m) => panic!(
-                "{:?} {:?} {:?} reader: frame {seq} ({size} bytes) arrived as {} bytes on vconn {id}{}",
-                e.front,
+                "{}: {:?}, {:?} reader: frame {seq} ({size} bytes) arrived as {} bytes on vconn {id}{}",
+                e.row,
                 e.dir,
                 e.reader,
                 m.len() + HEADER_LEN,
                 if m.len() == want.len() { ", its bytes changed" } else { "" }
             ),
             Got::Cmd(c) => panic!(
-                "{:?} {:?} {:?} reader: {c:?} instead of frame {seq} ({size} bytes)",
-                e.front, e.dir, e.reader
+                "{}: {:?}, {:?} reader: {c:?} instead of frame {seq} ({size} bytes)",
+                e.row, e.dir, e.reader
             ),
         }
     }
 }
 
-fn run_front(front: Front) {
-    let certs = certs();
-    let gw = gateway(front, &certs);
-    let sizes = frame_sizes();
-    for reader in [Reader::Fast, Reader::Pieces, Reader::Paused] {
-        let mut server = RawPeer::server(gw.server_addr, 1, b"test-key");
-        let mut link = connect(front, gw.client_addr, &certs);
-        link.send(&Command::Dial { remote_id: 1 }.to_bytes())
-            .unwrap();
-        let mut frames = Frames::default();
-        let started = Instant::now();
-        let conn_id = loop {
-            if let Some(got) = frames.next() {
-                match got {
-                    Got::Cmd(Command::Accept { conn_id, .. }) => break conn_id,
-                    other => panic!("{front:?}: {other:?} instead of Accept"),
-                }
-            }
-            assert!(started.elapsed() < BATCH_DEADLINE, "{front:?}: no Accept");
-            frames.push(&link.read_some(4096).unwrap());
-        };
-        assert_eq!(server.expect_connect().0, conn_id);
+/// The next frame `link` receives, within the deadline.
+fn expect(link: &mut dyn Link, frames: &mut Frames, what: &str) -> Got {
+    let started = Instant::now();
+    loop {
+        if let Some(got) = frames.next() {
+            return got;
+        }
+        assert!(started.elapsed() < BATCH_DEADLINE, "no {what}");
+        let bytes = link
+            .read_some(4096)
+            .unwrap_or_else(|e| panic!("{e} while waiting for {what}"));
+        frames.push(&bytes);
+    }
+}
 
-        // Server to client: the server writes every size from a thread of
-        // its own; the client reads.
-        let mut writer = server.stream.try_clone().unwrap();
-        let batch: Vec<u8> = sizes
-            .iter()
-            .enumerate()
-            .flat_map(|(seq, &size)| frame(conn_id, &message(seq, size)))
-            .collect();
-        let sender = std::thread::spawn(move || writer.write_all(&batch));
+/// Connects server 1 over `front` and answers its challenge; returns it
+/// once the gateway has registered it (a Ping answered).
+fn server(front: Front, addr: SocketAddr, certs: &Certs) -> (Box<dyn Link>, Frames) {
+    let mut link = connect(front, addr, certs);
+    let mut challenge = Vec::new();
+    let started = Instant::now();
+    while challenge.len() < CHALLENGE_LEN {
+        assert!(
+            started.elapsed() < BATCH_DEADLINE,
+            "{front:?}: no challenge"
+        );
+        let want = CHALLENGE_LEN - challenge.len();
+        challenge.extend(link.read_some(want).unwrap());
+    }
+    let challenge = Challenge(challenge.try_into().unwrap());
+    link.send(&challenge.respond(b"test-key", 1).to_bytes())
+        .unwrap();
+    link.send(&Command::Ping.to_bytes()).unwrap();
+    let mut frames = Frames::default();
+    let got = expect(
+        link.as_mut(),
+        &mut frames,
+        "the answer to the server's Ping",
+    );
+    assert_eq!(got, Got::Cmd(Command::Ping), "{front:?} server");
+    (link, frames)
+}
+
+/// Sends `sizes` frames on `conn_id` from a thread of its own (one send,
+/// so one WebSocket message, per frame); the join gives the link back.
+fn send_batch(
+    mut link: Box<dyn Link>,
+    conn_id: u32,
+    sizes: &[usize],
+) -> JoinHandle<io::Result<Box<dyn Link>>> {
+    let frames: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(seq, &size)| frame(conn_id, &message(seq, size)))
+        .collect();
+    std::thread::spawn(move || {
+        for f in &frames {
+            link.send(f)?;
+        }
+        Ok(link)
+    })
+}
+
+/// Every size, both ways, for each reader, between a client over
+/// `client` and a server over `server_front`.
+fn run(client: Front, server_front: Front) {
+    let certs = certs();
+    let gw = gateway(client, server_front, &certs);
+    let sizes = frame_sizes();
+    let row = format!("{client:?} client, {server_front:?} server");
+    for reader in [Reader::Fast, Reader::Pieces, Reader::Paused] {
+        let (s, mut s_frames) = server(server_front, gw.server_addr, &certs);
+        let mut c = connect(client, gw.client_addr, &certs);
+        c.send(&Command::Dial { remote_id: 1 }.to_bytes()).unwrap();
+        let mut c_frames = Frames::default();
+        let conn_id = match expect(c.as_mut(), &mut c_frames, "Accept") {
+            Got::Cmd(Command::Accept { conn_id, .. }) => conn_id,
+            other => panic!("{row}: {other:?} instead of Accept"),
+        };
+        let mut s = s;
+        match expect(s.as_mut(), &mut s_frames, "Connect") {
+            Got::Cmd(Command::Connect { conn_id: id, .. }) if id == conn_id => {}
+            other => panic!("{row}: {other:?} instead of Connect"),
+        }
         let e = Expect {
-            front,
+            row: &row,
             dir: Direction::ServerToClient,
             reader,
             conn_id,
             sizes: &sizes,
         };
-        read_batch(&e, |max| link.read_some(max));
-        sender.join().unwrap().unwrap();
-
-        // Client to server: the client writes, one frame per send (one
-        // WebSocket message each), from a thread of its own.
-        let frames_out: Vec<Vec<u8>> = sizes
-            .iter()
-            .enumerate()
-            .map(|(seq, &size)| frame(conn_id, &message(seq, size)))
-            .collect();
-        let sender = std::thread::spawn(move || {
-            for f in &frames_out {
-                link.send(f)?;
-            }
-            Ok::<_, io::Error>(link)
-        });
-        server
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        let sender = send_batch(s, conn_id, &sizes);
+        read_batch(&e, c_frames, |max| c.read_some(max));
+        let mut s = sender
+            .join()
+            .unwrap()
+            .unwrap_or_else(|err| panic!("{row} {reader:?}: the server could not send: {err}"));
         let e = Expect {
             dir: Direction::ClientToServer,
             ..e
         };
-        let mut stream = StreamLink(server.stream.try_clone().unwrap());
-        read_batch(&e, |max| stream.read_some(max));
-        let link = sender
+        let sender = send_batch(c, conn_id, &sizes);
+        read_batch(&e, s_frames, |max| s.read_some(max));
+        sender
             .join()
             .unwrap()
-            .unwrap_or_else(|err| panic!("{front:?} {reader:?}: the client could not send: {err}"));
-        drop(link);
+            .unwrap_or_else(|err| panic!("{row} {reader:?}: the client could not send: {err}"));
     }
     let stats = gw.stop().stats();
     assert_eq!(
@@ -662,8 +720,18 @@ fn run_front(front: Front) {
             stats.write_timeouts
         ),
         (0, 0, 0),
-        "{front:?}: the batches fit every cap and bound"
+        "{row}: the batches fit every cap and bound"
     );
+}
+
+/// A client front, with a server over plain TCP.
+fn run_front(front: Front) {
+    run(front, Front::Tcp);
+}
+
+/// A server front, with a client over plain TCP.
+fn run_server_front(front: Front) {
+    run(Front::Tcp, front);
 }
 
 #[test]
@@ -719,4 +787,34 @@ fn endpoint_ws_client() {
 #[test]
 fn endpoint_wss_client() {
     run_front(Front::EndpointWss);
+}
+
+#[test]
+fn server_proxy_v1() {
+    run_server_front(Front::ProxyV1);
+}
+
+#[test]
+fn server_proxy_v2() {
+    run_server_front(Front::ProxyV2);
+}
+
+#[test]
+fn server_tls() {
+    run_server_front(Front::Tls);
+}
+
+#[test]
+fn server_snet_plain() {
+    run_server_front(Front::Snet);
+}
+
+#[test]
+fn server_snet_encrypted() {
+    run_server_front(Front::SnetEncrypted);
+}
+
+#[test]
+fn server_endpoint_tls_client() {
+    run_server_front(Front::EndpointTls);
 }
