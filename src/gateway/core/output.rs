@@ -95,15 +95,17 @@ impl<T: Transport> Core<T> {
             d.waiters.retain(|&w| w != key);
         }
         if self.may_log() {
-            log::warn!(
-                "{}: paused {:?} for {} (queue {} bytes, {} messages), which did not drain; \
-                 its {closed} vconns to it closed",
-                self.conns[key].describe(),
-                self.pause_limit(),
-                self.conns[pause.on].describe(),
-                self.conns[pause.on].out.bytes(),
-                self.conns[pause.on].out.msgs(),
-            );
+            if let Some(d) = self.conns.get(pause.on) {
+                log::warn!(
+                    "{}: paused {:?} for {} (queue {} bytes, {} messages), which did not drain; \
+                     its {closed} vconns to it closed",
+                    self.conns[key].describe(),
+                    self.pause_limit(),
+                    d.describe(),
+                    d.out.bytes(),
+                    d.out.msgs(),
+                );
+            }
         }
         self.wake(key);
     }
