@@ -1,6 +1,8 @@
-//! The core's input side: reading from a connection, taking its bytes apart
-//! (handshake response, frames, large-frame bodies) and applying the rules
-//! of `docs/protocol.md` §4–6 to each frame.
+//! The connection part of the core: reading from one connection and taking
+//! its bytes apart (PROXY header, handshake response, frames, commands,
+//! large-frame bodies) into typed inputs ([`Input`]), which `dispatch`
+//! hands to the router. It works on one connection at a time and never
+//! touches another: its buffers, its stage and its readiness are its own.
 //!
 //! Frames are stored, then forwarded. A frame that fits the sender's read
 //! buffer is routed from there once whole; a longer one is gathered in the
@@ -37,17 +39,22 @@ pub(super) enum Flow {
     Stop,
 }
 
-/// Where a data frame goes.
-enum Route {
-    To(usize),
-    /// The vconn is gone: answer Close and drop the frame.
-    Dead,
-    /// The other end is closing; it will send Close itself. Drop the frame.
-    Dropped,
-    /// The sender is not an end of the vconn: it has been closed for it.
-    Offence,
-    /// The destination cannot take it now; the sender stalled.
-    Stall,
+/// What the connection part took out of a connection's bytes, for the
+/// router.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Input {
+    /// A whole data frame at the front of the read buffer (left there
+    /// until it is delivered).
+    Frame(Header),
+    /// A frame too long for the read buffer, gathered whole in the stage.
+    Staged(Header),
+    /// A command, taken out of the buffer.
+    Command(Command),
+    /// A server proved the key in its answer to the challenge.
+    Authenticated {
+        /// The ID it claims.
+        server_id: u32,
+    },
 }
 
 impl<T: Transport> Core<T> {
@@ -252,29 +259,13 @@ impl<T: Transport> Core<T> {
             self.doom(key, CloseReason::AuthFailed);
             return Flow::Stop;
         }
-        let id = resp.server_id;
-        if let Some(&old) = self.servers.get(&id) {
-            self.stats.servers_replaced += 1;
-            self.doom(old, CloseReason::Replaced);
-            if self.may_log() {
-                log::warn!(
-                    "server {id}: {} replaced by a newer connection from {} with the same server ID",
-                    self.conns[old].peer,
-                    self.conns[key].peer
-                );
-            }
-        }
-        self.servers.insert(id, key);
-        let c = &mut self.conns[key];
-        c.state = State::Active { id };
-        c.last_active = now;
-        // Its idle timeout may end before the handshake deadline would.
-        self.schedule(key);
-        self.stats.servers_authenticated += 1;
-        if self.may_log() {
-            log::info!("{} registered", self.conns[key].describe());
-        }
-        Flow::Progress
+        self.apply(
+            key,
+            Input::Authenticated {
+                server_id: resp.server_id,
+            },
+            now,
+        )
     }
 
     pub(super) fn protocol_error(&mut self, key: usize, e: ProtocolError) -> Flow {
@@ -289,7 +280,7 @@ impl<T: Transport> Core<T> {
         Flow::Stop
     }
 
-    fn frame_done(&mut self, key: usize, now: Instant, data: bool) {
+    pub(super) fn frame_done(&mut self, key: usize, now: Instant, data: bool) {
         let c = &mut self.conns[key];
         c.last_active = now;
         if data {
@@ -319,45 +310,7 @@ impl<T: Transport> Core<T> {
             }
             return Flow::NeedMore;
         }
-        match self.route(key, h.conn_id) {
-            Route::Stall | Route::Offence => return Flow::Stop,
-            Route::To(dest) => {
-                let chunk = self.out_chunk_size(self.conns[dest].side);
-                let frame = &self.conns[key].rbuf.data(&self.rpool)[..h.frame_len()];
-                let d = &mut self.conns[dest];
-                d.out.push(&mut self.wpool, frame, chunk);
-                d.out.end_message();
-                self.mark_dirty(dest);
-            }
-            Route::Dead => self.queue_command(key, Command::Close { conn_id: h.conn_id }),
-            Route::Dropped => {}
-        }
-        self.conns[key].rbuf.consume(&mut self.rpool, h.frame_len());
-        self.frame_done(key, now, true);
-        Flow::Progress
-    }
-
-    /// Finds where a data frame on `conn_id` from `key` goes. A frame on a
-    /// live vconn `key` is not an end of is a spoofing attempt: `key` is
-    /// closed and `Route::Offence` returned.
-    fn route(&mut self, key: usize, conn_id: u32) -> Route {
-        let side = self.conns[key].side;
-        let Some(ends) = self.vconns.ends(conn_id) else {
-            self.stats.frames_on_dead_vconns += 1;
-            return Route::Dead;
-        };
-        if ends[side.index()] != key {
-            self.protocol_error(key, ProtocolError::Spoofed { conn_id });
-            return Route::Offence;
-        }
-        let dest = ends[side.other().index()];
-        if self.conns[dest].doomed.is_some() {
-            return Route::Dropped;
-        }
-        if !self.may_send(key, dest) {
-            return Route::Stall;
-        }
-        Route::To(dest)
+        self.apply(key, Input::Frame(h), now)
     }
 
     fn take_command(&mut self, key: usize, h: Header, now: Instant) -> Flow {
@@ -386,79 +339,7 @@ impl<T: Transport> Core<T> {
         };
         self.conns[key].rbuf.consume(&mut self.rpool, h.frame_len());
         self.frame_done(key, now, false);
-        self.handle_command(key, cmd);
-        Flow::Progress
-    }
-
-    fn handle_command(&mut self, key: usize, cmd: Command) {
-        match cmd {
-            Command::Dial { remote_id } => self.dial(key, remote_id),
-            Command::Close { conn_id } => {
-                self.stats.closes += 1;
-                let side = self.conns[key].side;
-                match self.vconns.ends(conn_id) {
-                    Some(ends) if ends[side.index()] == key => {
-                        self.remove_vconn(conn_id, ends);
-                        for end in ends {
-                            self.queue_command(end, Command::Close { conn_id });
-                        }
-                    }
-                    _ => self.stats.closes_ignored += 1,
-                }
-            }
-            Command::Ping => {
-                self.stats.pings += 1;
-                self.queue_command(key, Command::Ping);
-            }
-            // Rejected by `decode_from(Origin::Endpoint, ..)`.
-            Command::Accept { .. } | Command::Connect { .. } | Command::Refuse { .. } => {}
-        }
-    }
-
-    fn dial(&mut self, key: usize, remote_id: u32) {
-        self.stats.dials += 1;
-        let c = &self.conns[key];
-        let (side, my_id) = (c.side, c.id().unwrap_or(0));
-        let peers = match side {
-            Side::Client => &self.servers,
-            Side::Server => &self.clients,
-        };
-        let target = peers
-            .get(&remote_id)
-            .copied()
-            .filter(|&t| self.conns[t].doomed.is_none());
-        let Some(target) = target else {
-            self.stats.refused_unknown += 1;
-            self.queue_command(key, Command::Refuse { remote_id });
-            return;
-        };
-        let (client, server) = match side {
-            Side::Client => (key, target),
-            Side::Server => (target, key),
-        };
-        let full = |k: usize, max: Option<u32>| max.is_some_and(|m| self.conns[k].vlist.len() >= m);
-        if full(client, self.cfg.client.max_vconns)
-            || full(server, self.cfg.server.max_vconns)
-            || !self.vconns.has_room()
-        {
-            self.stats.refused_limit += 1;
-            self.queue_command(key, Command::Refuse { remote_id });
-            return;
-        }
-        let Some((c, s)) = self.conns.get2_mut(client, server) else {
-            return;
-        };
-        let conn_id = self
-            .vconns
-            .insert(client, &mut c.vlist, server, &mut s.vlist);
-        self.queue_command(key, Command::Accept { conn_id, remote_id });
-        self.queue_command(
-            target,
-            Command::Connect {
-                conn_id,
-                remote_id: my_id,
-            },
-        );
+        self.apply(key, Input::Command(cmd), now)
     }
 
     /// Starts gathering a frame longer than the read buffer.
@@ -466,8 +347,7 @@ impl<T: Transport> Core<T> {
         // Only a frame on one of the sender's own vconns is worth keeping:
         // one on a dead vconn is dropped as it arrives, one on somebody
         // else's is an offence now rather than after half a megabyte.
-        let side = self.conns[key].side;
-        match self.vconns.ends(h.conn_id) {
+        match self.router.is_end(&self.conns, key, h.conn_id) {
             None => {
                 self.stats.frames_on_dead_vconns += 1;
                 let c = &mut self.conns[key];
@@ -478,10 +358,10 @@ impl<T: Transport> Core<T> {
                 };
                 return Flow::Progress;
             }
-            Some(ends) if ends[side.index()] != key => {
+            Some(false) => {
                 return self.protocol_error(key, ProtocolError::Spoofed { conn_id: h.conn_id });
             }
-            Some(_) => {}
+            Some(true) => {}
         }
         if !self.partial_budget_allows(key, h.message_len(), HEADER_LEN) {
             return Flow::Stop;
@@ -589,28 +469,6 @@ impl<T: Transport> Core<T> {
         if remaining > 0 {
             return Flow::Progress;
         }
-        match self.route(key, h.conn_id) {
-            Route::Stall | Route::Offence => return Flow::Stop,
-            Route::To(dest) => {
-                let (s, d) = match self.conns.get2_mut(key, dest) {
-                    Some(pair) => pair,
-                    None => return Flow::Stop,
-                };
-                s.stage.end_message();
-                self.staged -= s.stage.bytes();
-                d.out.append(&mut s.stage);
-                self.mark_dirty(dest);
-            }
-            Route::Dead => {
-                self.queue_command(key, Command::Close { conn_id: h.conn_id });
-            }
-            Route::Dropped => {}
-        }
-        let c = &mut self.conns[key];
-        self.staged -= c.stage.bytes();
-        c.stage.release(&mut self.wpool);
-        c.rx = Rx::Frames;
-        self.frame_done(key, now, true);
-        Flow::Progress
+        self.apply(key, Input::Staged(h), now)
     }
 }

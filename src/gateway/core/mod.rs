@@ -35,8 +35,10 @@
 //! fire, then connections marked for closing are closed.
 
 mod conn;
+mod dispatch;
 mod input;
 mod output;
+mod router;
 mod snet;
 #[cfg(test)]
 mod tests;
@@ -50,15 +52,15 @@ use log::{debug, warn};
 use slab::Slab;
 
 use self::conn::{Conn, Due, State};
+use self::router::{Outbox, Router};
 use super::admission::{Admission, Refusal};
 use super::loglimit::LogLimit;
 use super::stats::{CloseReason, Stats, TurnHistogram};
-use super::vconn::{IdMap, VConnTable};
 use crate::buf::Pool;
 use crate::config::Config;
 use crate::side::Side;
 use crate::transport::{Ready, Transport};
-use crate::wire::{Challenge, Command};
+use crate::wire::Challenge;
 
 /// How often empty buffer pages may be given back (a page goes after two
 /// trims in a row found it empty).
@@ -93,10 +95,10 @@ pub struct Core<T> {
     cfg: Config,
     capacity: usize,
     conns: Slab<Conn<T>>,
-    vconns: VConnTable,
-    clients: IdMap<usize>,
-    servers: IdMap<usize>,
-    next_client_id: u32,
+    /// The vconn table and the ID maps, and the routing rules.
+    router: Router,
+    /// What the router decided to tell the peers, not yet queued.
+    outbox: Outbox,
     next_serial: u64,
     rpool: Pool,
     wpool: Pool,
@@ -140,17 +142,14 @@ impl<T: Transport> Core<T> {
         if let Err(e) = cfg.validate() {
             panic!("invalid gateway configuration: {e}");
         }
-        let first_client_id = cfg.client_ids.first;
         Core {
+            router: Router::new(cfg.client_ids),
+            outbox: Outbox::new(),
             rpool: Pool::new(&cfg.pool),
             wpool: Pool::new(&cfg.pool),
             cfg,
             capacity,
             conns: Slab::new(),
-            vconns: VConnTable::default(),
-            clients: IdMap::default(),
-            servers: IdMap::default(),
-            next_client_id: first_client_id,
             next_serial: 0,
             deadlines: BinaryHeap::new(),
             ready: Vec::new(),
@@ -266,7 +265,7 @@ impl<T: Transport> Core<T> {
     fn first_state(&mut self, side: Side, peer: SocketAddr, now: Instant) -> Option<State> {
         match side {
             Side::Client => Some(State::Active {
-                id: self.allocate_client_id(),
+                id: self.router.new_client_id(),
             }),
             Side::Server => match Challenge::random() {
                 Ok(challenge) => Some(State::Handshake {
@@ -289,7 +288,7 @@ impl<T: Transport> Core<T> {
         self.conns[key].state = state;
         match state {
             State::Active { id } if self.conns[key].side == Side::Client => {
-                self.clients.insert(id, key);
+                self.router.register(Side::Client, id, key);
                 self.stats.clients_accepted += 1;
             }
             State::Handshake { challenge, .. } => {
@@ -297,16 +296,6 @@ impl<T: Transport> Core<T> {
                 self.queue_raw(key, &challenge.0);
             }
             _ => {}
-        }
-    }
-
-    fn allocate_client_id(&mut self) -> u32 {
-        loop {
-            let id = self.next_client_id;
-            self.next_client_id = self.cfg.client_ids.after(id);
-            if !self.clients.contains_key(&id) {
-                return id;
-            }
         }
     }
 
@@ -396,11 +385,7 @@ impl<T: Transport> Core<T> {
     /// Keys stay valid (they are tokens registered with the poller).
     fn compact(&mut self) {
         self.conns.shrink_to_fit();
-        for map in [&mut self.clients, &mut self.servers] {
-            if map.capacity() > 4 * map.len() + 64 {
-                map.shrink_to(2 * map.len());
-            }
-        }
+        self.router.shrink();
         let conns = &self.conns;
         self.deadlines.retain(|Reverse((at, key, serial))| {
             conns
@@ -408,7 +393,6 @@ impl<T: Transport> Core<T> {
                 .is_some_and(|c| c.serial == *serial && c.timer == Some(*at))
         });
         self.deadlines.shrink_to(2 * self.deadlines.len());
-        self.vconns.shrink();
         for list in [&mut self.ready, &mut self.dirty, &mut self.doomed] {
             list.shrink_to(2 * list.len());
         }
@@ -467,13 +451,9 @@ impl<T: Transport> Core<T> {
             return;
         }
         self.draining = true;
-        let vconns: Vec<(u32, [usize; 2])> = self.vconns.all().collect();
-        for (conn_id, ends) in vconns {
-            self.remove_vconn(conn_id, ends);
-            for end in ends {
-                self.queue_command(end, Command::Close { conn_id });
-            }
-        }
+        self.router
+            .close_everything(&mut self.conns, &mut self.outbox);
+        self.send_outbox();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let c = &mut self.conns[key];
@@ -505,11 +485,7 @@ impl<T: Transport> Core<T> {
     /// vconns close and their other ends are told. `false` if there is no
     /// such peer.
     pub fn kick(&mut self, side: Side, id: u32) -> bool {
-        let map = match side {
-            Side::Client => &self.clients,
-            Side::Server => &self.servers,
-        };
-        let Some(&key) = map.get(&id) else {
+        let Some(key) = self.router.lookup(side, id) else {
             return false;
         };
         if self.conns[key].doomed.is_none() {
@@ -529,7 +505,7 @@ impl<T: Transport> Core<T> {
         let mut s = self.stats;
         s.servers = self.admission.live(Side::Server);
         s.clients = self.admission.live(Side::Client);
-        s.vconns = self.vconns.len();
+        s.vconns = self.router.vconns.len();
         s.queued_bytes = self.conns.iter().map(|(_, c)| c.out.bytes()).sum();
         s.snet_waiting = self
             .conns
@@ -692,14 +668,8 @@ impl<T: Transport> Core<T> {
             self.stats.peer_closes += 1;
         }
         // Close every vconn and tell the other ends.
-        while let Some(conn_id) = self.conns[key].vlist.first() {
-            let Some(ends) = self.vconns.ends(conn_id) else {
-                break;
-            };
-            let other = ends[side.other().index()];
-            self.remove_vconn(conn_id, ends);
-            self.queue_command(other, Command::Close { conn_id });
-        }
+        self.router
+            .close_all_of(&mut self.conns, key, &mut self.outbox);
         let mut c = self.conns.remove(key);
         self.forget_stream(key, c.snet.as_ref().map(|s| s.id));
         let source_counted = !matches!(c.state, State::Proxy { .. });
@@ -711,13 +681,7 @@ impl<T: Transport> Core<T> {
             self.stats.partial_frames_dropped += 1;
         }
         if let Some(id) = c.id() {
-            let map = match side {
-                Side::Client => &mut self.clients,
-                Side::Server => &mut self.servers,
-            };
-            if map.get(&id) == Some(&key) {
-                map.remove(&id);
-            }
+            self.router.forget(side, id, key);
         }
         c.rbuf.release(&mut self.rpool);
         c.out.release(&mut self.wpool);
@@ -727,13 +691,7 @@ impl<T: Transport> Core<T> {
             self.wake(w);
         }
         self.closed.push((c.io, reason));
-    }
-
-    fn remove_vconn(&mut self, conn_id: u32, ends: [usize; 2]) {
-        let [client, server] = ends;
-        if let Some((c, s)) = self.conns.get2_mut(client, server) {
-            self.vconns.remove(conn_id, &mut c.vlist, &mut s.vlist);
-        }
+        self.send_outbox();
     }
 
     fn wake(&mut self, key: usize) {
@@ -767,26 +725,8 @@ impl<T: Transport> Core<T> {
                 ));
             }
         }
-        let mut seen = 0usize;
+        self.router.check(&self.conns)?;
         for (key, c) in self.conns.iter() {
-            let ids = self.vconns.ids(&c.vlist, c.side);
-            if ids.len() != c.vlist.len() as usize {
-                return Err(format!(
-                    "conn {key}: list length {} != {}",
-                    ids.len(),
-                    c.vlist.len()
-                ));
-            }
-            for id in ids {
-                let ends = self
-                    .vconns
-                    .ends(id)
-                    .ok_or(format!("conn {key}: dead vconn {id}"))?;
-                if ends[c.side.index()] != key {
-                    return Err(format!("conn {key}: vconn {id} does not point back"));
-                }
-            }
-            seen += c.vlist.len() as usize;
             let cap = self.cfg.side(c.side);
             if c.doomed.is_none()
                 && c.side == Side::Client
@@ -820,25 +760,6 @@ impl<T: Transport> Core<T> {
             }
             if c.side == Side::Client && !c.waiters.is_empty() {
                 return Err(format!("client conn {key} holds up other connections"));
-            }
-        }
-        for (id, ends) in self.vconns.all() {
-            for (i, side) in [Side::Client, Side::Server].into_iter().enumerate() {
-                match self.conns.get(ends[i]) {
-                    Some(c) if c.side == side => {}
-                    _ => return Err(format!("vconn {id}: {side} end {} is not live", ends[i])),
-                }
-            }
-        }
-        if seen != 2 * self.vconns.len() {
-            return Err(format!(
-                "lists hold {seen} ends for {} vconns",
-                self.vconns.len()
-            ));
-        }
-        for (id, &key) in self.clients.iter().chain(self.servers.iter()) {
-            if self.conns.get(key).and_then(|c| c.id()) != Some(*id) {
-                return Err(format!("ID {id} maps to conn {key}, which has another ID"));
             }
         }
         Ok(())

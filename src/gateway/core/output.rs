@@ -74,22 +74,10 @@ impl<T: Transport> Core<T> {
         };
         self.stats.pause_timeouts += 1;
         self.drop_waiting_frame(key);
-        let side = self.conns[key].side;
-        let ids = self.vconns.ids(&self.conns[key].vlist, side);
-        let mut closed = 0;
-        for conn_id in ids {
-            let Some(ends) = self.vconns.ends(conn_id) else {
-                continue;
-            };
-            if ends[side.other().index()] != pause.on {
-                continue;
-            }
-            self.remove_vconn(conn_id, ends);
-            for end in ends {
-                self.queue_command(end, Command::Close { conn_id });
-            }
-            closed += 1;
-        }
+        let closed = self
+            .router
+            .close_between(&mut self.conns, key, pause.on, &mut self.outbox);
+        self.send_outbox();
         self.stats.pause_closes += closed;
         if let Some(d) = self.conns.get_mut(pause.on) {
             d.waiters.retain(|&w| w != key);

@@ -175,8 +175,8 @@ fn tables_shrink_after_a_crowd_leaves() {
         h.core.deadlines.len()
     );
     assert!(
-        h.core.clients.capacity() < 100,
+        h.core.router.clients.capacity() < 100,
         "{}",
-        h.core.clients.capacity()
+        h.core.router.clients.capacity()
     );
 }

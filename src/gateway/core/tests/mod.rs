@@ -190,7 +190,7 @@ fn server_handshake_ok() {
     let mut h = Harness::new();
     let s = h.server(7);
     assert!(h.alive(&s));
-    assert_eq!(h.core.servers.get(&7), Some(&s.key));
+    assert_eq!(h.core.router.servers.get(&7), Some(&s.key));
     assert_eq!(h.core.stats().servers_authenticated, 1);
     assert!(h.reason(&s).is_none());
 }
@@ -204,7 +204,7 @@ fn server_handshake_bad_key_closes_only_that_server() {
     assert_eq!(h.reason(&bad), Some(CloseReason::AuthFailed));
     assert!(h.alive(&good));
     assert_eq!(h.core.stats().auth_failures, 1);
-    assert!(!h.core.servers.contains_key(&2));
+    assert!(!h.core.router.servers.contains_key(&2));
 }
 
 #[test]
@@ -353,7 +353,7 @@ fn close_by_owner_tells_both_ends() {
     h.turn();
     assert_eq!(c.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
     assert_eq!(s.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
-    assert_eq!(h.core.vconns.len(), 0);
+    assert_eq!(h.core.router.vconns.len(), 0);
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn close_by_stranger_is_ignored() {
     h.turn();
     assert!(stranger.recv().is_empty());
     assert!(c.recv().is_empty() && s.recv().is_empty());
-    assert_eq!(h.core.vconns.len(), 1);
+    assert_eq!(h.core.router.vconns.len(), 1);
     assert!(h.alive(&stranger));
     assert_eq!(h.core.stats().closes_ignored, 2);
 }
@@ -424,7 +424,7 @@ fn duplicate_server_id_replaces_the_old_server() {
     let v = h.open(&mut c, cid, &mut old, 5);
     let mut new = h.server(5);
     assert_eq!(h.reason(&old), Some(CloseReason::Replaced));
-    assert_eq!(h.core.servers.get(&5), Some(&new.key));
+    assert_eq!(h.core.router.servers.get(&5), Some(&new.key));
     assert_eq!(c.recv(), vec![Got::Cmd(Command::Close { conn_id: v })]);
     assert_eq!(h.core.stats().servers_replaced, 1);
     // Dials now reach the new server.
@@ -472,6 +472,6 @@ fn peer_gone_closes_its_vconns_and_tells_the_other_ends() {
     assert!(!h.alive(&s));
     assert_eq!(c1.recv(), vec![Got::Cmd(Command::Close { conn_id: v1 })]);
     assert_eq!(c2.recv(), vec![Got::Cmd(Command::Close { conn_id: v2 })]);
-    assert_eq!(h.core.vconns.len(), 0);
-    assert!(!h.core.servers.contains_key(&1));
+    assert_eq!(h.core.router.vconns.len(), 0);
+    assert!(!h.core.router.servers.contains_key(&1));
 }
