@@ -69,10 +69,15 @@ struct Redial {
     until: Option<Instant>,
 }
 
+/// Whether `io` is an snet stream waiting for a new link.
+fn is_detached(io: &Stream) -> bool {
+    io.as_snet().is_some_and(Snet::is_detached)
+}
+
 impl Slot {
     /// Why the link's end is the endpoint's end.
     fn link_failure(&mut self) -> EndpointError {
-        match self.io.snet_failure() {
+        match self.io.as_snet().and_then(Snet::failure) {
             Some(e) => self.ep.failed(EndpointError::Snet(e)),
             None => self.ep.disconnected(),
         }
@@ -82,7 +87,7 @@ impl Slot {
     fn redial_due(&self) -> Option<Instant> {
         let r = self.redial.as_ref()?;
         let until = r.until?;
-        Some(if self.io.is_detached() {
+        Some(if is_detached(&self.io) {
             r.next.min(until)
         } else {
             until
@@ -359,7 +364,7 @@ impl EndpointDriver {
         if now >= until {
             return Err(slot.ep.failed(EndpointError::SnetGaveUp));
         }
-        if !slot.io.is_detached() || now < r.next {
+        if !is_detached(&slot.io) || now < r.next {
             return Ok(());
         }
         r.next = now + r.every;
@@ -401,7 +406,7 @@ impl EndpointDriver {
                 IoStatus::Closed | IoStatus::Error(_) => return Err(slot.link_failure()),
             }
         }
-        if handshaking && !slot.io.is_handshaking() && !slot.io.is_detached() {
+        if handshaking && !slot.io.is_handshaking() && !is_detached(&slot.io) {
             // The transport's own handshake is done: what waited behind it
             // can be written (a full socket will say so itself).
             slot.ready |= Ready::WRITABLE;
@@ -429,7 +434,7 @@ impl EndpointDriver {
                 IoStatus::Closed | IoStatus::Error(_) => return Err(slot.link_failure()),
             }
         }
-        if slot.io.is_detached() {
+        if is_detached(&slot.io) {
             if let Some(r) = slot.redial.as_mut() {
                 if r.until.is_none() {
                     debug!("snet link to {} lost; redialling", r.addr);

@@ -330,17 +330,13 @@ impl Gateway {
     /// Registers the sockets that moved into an snet stream's connection
     /// under that connection's token (they came in under their own).
     fn relink(&mut self, registry: &Registry) {
-        let keys: Vec<usize> = self.core.take_relinked().collect();
-        for key in keys {
-            let token = Token(self.range.start + LISTENER_SLOTS + key);
-            if let Some(source) = self.core.source(key) {
-                if let Err(e) =
-                    registry.reregister(source, token, Interest::READABLE | Interest::WRITABLE)
-                {
-                    warn!("cannot register a resumed snet link: {e}");
-                }
+        let first = self.range.start + LISTENER_SLOTS;
+        self.core.relink(|key, source| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = registry.reregister(source, Token(first + key), interest) {
+                warn!("cannot register a resumed snet link: {e}");
             }
-        }
+        });
     }
 
     fn accept_pending(&mut self, registry: &Registry, now: Instant) {

@@ -17,7 +17,9 @@
 //! transport that keeps bytes of its own (encryption, a resend ring) says
 //! so through [`Transport::wants_write`]; one still setting up through
 //! [`Transport::is_handshaking`]. [`Snet`] is a stream that outlives its
-//! TCP links (`docs/protocol.md` §7).
+//! TCP links (`docs/protocol.md` §7); the trait speaks bytes, and what
+//! only snet has (its request, open, resume, a link lost) is reached
+//! through [`Transport::as_snet_mut`].
 
 mod mem;
 mod ready;
@@ -33,8 +35,6 @@ mod ws_framed;
 
 use std::io::{self, ErrorKind, IoSlice};
 use std::net::SocketAddr;
-
-use crate::snet::{Request, Resume, SnetError};
 
 pub use self::mem::MemPipe;
 pub use self::ready::Ready;
@@ -100,39 +100,17 @@ pub trait Transport {
     /// The mio source to register, if the transport has one.
     fn source(&mut self) -> Option<&mut dyn mio::event::Source>;
 
-    /// Whether this is an snet link or stream ([`Snet`]); the hooks below
-    /// are for those and do nothing for other transports.
-    fn is_snet(&self) -> bool {
-        false
-    }
-
-    /// snet, gateway side: the request a new link has read, once whole.
-    fn snet_request(&self) -> Option<Result<Request, SnetError>> {
+    /// The snet stream this is, if it is one (`docs/protocol.md` §7). The
+    /// one way into snet's handshake, resume and link state for the
+    /// gateway core and the endpoint driver; every other method speaks
+    /// bytes only. [`Stream::Snet`] answers; other transports have none.
+    fn as_snet(&self) -> Option<&Snet<Tcp>> {
         None
     }
 
-    /// snet, gateway side: opens stream `id` for the request read.
-    fn snet_open(&mut self, _id: u64, _private: u64) -> Result<(), SnetError> {
-        Err(SnetError::UnknownStream)
-    }
-
-    /// snet, gateway side: checks a reconnect's proof against this stream.
-    fn snet_check(&self, _resume: &Resume) -> Result<(), SnetError> {
-        Err(SnetError::UnknownStream)
-    }
-
-    /// snet, gateway side: goes on over the link of `from`, which asked to
-    /// resume this stream (see [`Snet::resume_from`]).
-    fn snet_resume_from(&mut self, _from: &mut Self, _resume: &Resume) -> Result<(), SnetError>
-    where
-        Self: Sized,
-    {
-        Err(SnetError::UnknownStream)
-    }
-
-    /// snet: the stream's link is gone and it waits for another.
-    fn is_detached(&self) -> bool {
-        false
+    /// [`as_snet`](Self::as_snet), to act on the stream.
+    fn as_snet_mut(&mut self) -> Option<&mut Snet<Tcp>> {
+        None
     }
 }
 

@@ -452,30 +452,6 @@ impl<L: Transport> Transport for Snet<L> {
     fn source(&mut self) -> Option<&mut dyn mio::event::Source> {
         self.link.as_mut().and_then(|l| l.source())
     }
-
-    fn is_snet(&self) -> bool {
-        true
-    }
-
-    fn snet_request(&self) -> Option<Result<Request, SnetError>> {
-        self.request()
-    }
-
-    fn snet_open(&mut self, id: u64, private: u64) -> Result<(), SnetError> {
-        self.open(id, private)
-    }
-
-    fn snet_check(&self, resume: &Resume) -> Result<(), SnetError> {
-        self.check(resume)
-    }
-
-    fn snet_resume_from(&mut self, from: &mut Self, resume: &Resume) -> Result<(), SnetError> {
-        self.resume_from(from, resume)
-    }
-
-    fn is_detached(&self) -> bool {
-        Snet::is_detached(self)
-    }
 }
 
 #[cfg(test)]

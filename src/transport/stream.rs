@@ -7,7 +7,6 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 
 use super::{IoStatus, Ready, Snet, Tcp, Transport};
-use crate::snet::{Request, Resume, SnetError};
 
 /// A connection accepted by a gateway listener.
 #[derive(Debug)]
@@ -28,14 +27,6 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Why an snet stream cannot go on, if this is one that cannot.
-    pub fn snet_failure(&self) -> Option<SnetError> {
-        match self {
-            Stream::Snet(s) => s.failure(),
-            _ => None,
-        }
-    }
-
     /// Takes the stream's socket off `registry`, if it still has one.
     pub fn deregister(&mut self, registry: &mio::Registry) {
         if let Some(source) = self.source() {
@@ -91,43 +82,17 @@ impl Transport for Stream {
         each!(self, t => t.source())
     }
 
-    fn is_snet(&self) -> bool {
-        matches!(self, Stream::Snet(_))
-    }
-
-    fn snet_request(&self) -> Option<Result<Request, SnetError>> {
+    fn as_snet(&self) -> Option<&Snet<Tcp>> {
         match self {
-            Stream::Snet(s) => s.request(),
+            Stream::Snet(s) => Some(s),
             _ => None,
         }
     }
 
-    fn snet_open(&mut self, id: u64, private: u64) -> Result<(), SnetError> {
+    fn as_snet_mut(&mut self) -> Option<&mut Snet<Tcp>> {
         match self {
-            Stream::Snet(s) => s.open(id, private),
-            _ => Err(SnetError::UnknownStream),
-        }
-    }
-
-    fn snet_check(&self, resume: &Resume) -> Result<(), SnetError> {
-        match self {
-            Stream::Snet(s) => s.check(resume),
-            _ => Err(SnetError::UnknownStream),
-        }
-    }
-
-    fn snet_resume_from(&mut self, from: &mut Self, resume: &Resume) -> Result<(), SnetError> {
-        match (self, from) {
-            (Stream::Snet(s), Stream::Snet(from)) => s.resume_from(from, resume),
-            _ => Err(SnetError::UnknownStream),
-        }
-    }
-
-    #[inline]
-    fn is_detached(&self) -> bool {
-        match self {
-            Stream::Snet(s) => s.is_detached(),
-            _ => false,
+            Stream::Snet(s) => Some(s),
+            _ => None,
         }
     }
 }

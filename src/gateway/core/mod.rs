@@ -216,7 +216,7 @@ impl<T: Transport> Core<T> {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
-        let snet = self.cfg.side(side).snet.filter(|_| io.is_snet());
+        let snet = self.cfg.side(side).snet.filter(|_| io.as_snet().is_some());
         let state = if behind_proxy {
             State::Proxy {
                 deadline: now + self.cfg.handshake_timeout,
@@ -418,11 +418,16 @@ impl<T: Transport> Core<T> {
         next.map(|at| at.saturating_duration_since(now))
     }
 
-    /// Keys of connections whose snet stream moved onto a new link since
-    /// the last call: the driver registers the link's socket (see
-    /// [`source`](Self::source)) under the connection's token.
-    pub fn take_relinked(&mut self) -> std::vec::Drain<'_, usize> {
-        self.relinked.drain(..)
+    /// Hands the driver, one by one, every connection whose snet stream
+    /// moved onto a new link this turn, with the link's mio source: the
+    /// driver registers it under that connection's token (it came in under
+    /// the link's own). Together with the turn this is the whole resume.
+    pub fn relink(&mut self, mut register: impl FnMut(usize, &mut dyn mio::event::Source)) {
+        for key in std::mem::take(&mut self.relinked) {
+            if let Some(source) = self.conns.get_mut(key).and_then(|c| c.io.source()) {
+                register(key, source);
+            }
+        }
     }
 
     /// The mio source of connection `key`'s transport, if it has one.

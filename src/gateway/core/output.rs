@@ -6,7 +6,7 @@ use super::conn::{Drain, Pause, Rx};
 use super::Core;
 use crate::gateway::stats::CloseReason;
 use crate::side::Side;
-use crate::transport::{IoStatus, Ready, Transport};
+use crate::transport::{IoStatus, Ready, Snet, Transport};
 use crate::wire::{self, Command, Status};
 
 /// Most writes to one connection per turn.
@@ -228,7 +228,7 @@ impl<T: Transport> Core<T> {
                 IoStatus::Continue => {}
                 IoStatus::WouldBlock => {
                     c.ready.remove(Ready::WRITABLE);
-                    detached = c.io.is_detached();
+                    detached = c.io.as_snet().is_some_and(Snet::is_detached);
                     break;
                 }
                 IoStatus::Closed => {

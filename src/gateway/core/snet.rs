@@ -18,12 +18,12 @@ use super::input::Flow;
 use super::Core;
 use crate::gateway::stats::{CloseReason, ProtocolError};
 use crate::snet::{dh64, Request, Resume, SnetError};
-use crate::transport::{Ready, Transport};
+use crate::transport::{Ready, Snet, Transport};
 
 impl<T: Transport> Core<T> {
     /// The request of a new snet link, once whole.
     pub(super) fn take_snet(&mut self, key: usize, now: Instant) -> Flow {
-        let Some(request) = self.conns[key].io.snet_request() else {
+        let Some(request) = self.conns[key].io.as_snet().and_then(Snet::request) else {
             return Flow::NeedMore;
         };
         match request {
@@ -50,7 +50,11 @@ impl<T: Transport> Core<T> {
         };
         let id = self.next_snet_id;
         self.next_snet_id += 1;
-        if let Err(e) = self.conns[key].io.snet_open(id, private) {
+        let opened = match self.conns[key].io.as_snet_mut() {
+            Some(s) => s.open(id, private),
+            None => Err(SnetError::UnknownStream),
+        };
+        if let Err(e) = opened {
             self.stats.snet_bad_requests += 1;
             return self.protocol_error(key, ProtocolError::Snet(e));
         }
@@ -87,7 +91,11 @@ impl<T: Transport> Core<T> {
             self.protocol_error(key, ProtocolError::Snet(SnetError::UnknownStream));
             return;
         };
-        if let Err(e) = self.conns[target].io.snet_check(r) {
+        let checked = match self.conns[target].io.as_snet() {
+            Some(s) => s.check(r),
+            None => Err(SnetError::UnknownStream),
+        };
+        if let Err(e) = checked {
             self.stats.snet_resume_bad_digest += 1;
             self.protocol_error(key, ProtocolError::Snet(e));
             return;
@@ -112,7 +120,11 @@ impl<T: Transport> Core<T> {
             return;
         };
         let via = link.peer;
-        if let Err(e) = stream.io.snet_resume_from(&mut link.io, r) {
+        let resumed = match (stream.io.as_snet_mut(), link.io.as_snet_mut()) {
+            (Some(stream), Some(link)) => stream.resume_from(link, r),
+            _ => Err(SnetError::UnknownStream),
+        };
+        if let Err(e) = resumed {
             self.stats.snet_resume_failed += 1;
             if self.may_log() {
                 log::warn!(
@@ -151,7 +163,7 @@ impl<T: Transport> Core<T> {
     #[inline]
     pub(super) fn check_detached(&mut self, key: usize) {
         let c = &self.conns[key];
-        if c.detached().is_none() && c.io.is_detached() {
+        if c.detached().is_none() && c.io.as_snet().is_some_and(Snet::is_detached) {
             self.detach(key);
         }
     }
