@@ -24,6 +24,7 @@ use slab::Slab;
 
 use crate::gateway::{Stats, TurnHistogram, TURN_FRAME_BOUNDS};
 use crate::tokens::TokenRange;
+use crate::transport::{read_status, write_status, IoStatus};
 
 /// One worker's figures at the time of a scrape.
 #[derive(Debug, Clone, Default)]
@@ -315,12 +316,11 @@ fn progress(s: &mut Scrape, render: impl FnOnce() -> String) -> io::Result<bool>
     if s.response.is_empty() {
         let mut buf = [0u8; 1024];
         loop {
-            match s.stream.read(&mut buf) {
-                Ok(0) => return Ok(true),
-                Ok(n) => s.request.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            match read_status(s.stream.read(&mut buf), buf.len()) {
+                (n, IoStatus::Continue) => s.request.extend_from_slice(&buf[..n]),
+                (_, IoStatus::WouldBlock) => break,
+                (_, IoStatus::Closed) => return Ok(true),
+                (_, IoStatus::Error(kind)) => return Err(kind.into()),
             }
             if s.request.len() > MAX_REQUEST {
                 return Ok(true);
@@ -332,11 +332,12 @@ fn progress(s: &mut Scrape, render: impl FnOnce() -> String) -> io::Result<bool>
         s.response = respond(&s.request, render);
     }
     while s.written < s.response.len() {
-        match s.stream.write(&s.response[s.written..]) {
-            Ok(n) => s.written += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let rest = &s.response[s.written..];
+        match write_status(s.stream.write(rest), rest.len()) {
+            (n, IoStatus::Continue) => s.written += n,
+            (_, IoStatus::WouldBlock) => return Ok(false),
+            (_, IoStatus::Closed) => return Ok(true),
+            (_, IoStatus::Error(kind)) => return Err(kind.into()),
         }
     }
     Ok(true)

@@ -24,7 +24,7 @@ pub use super::links::GatewayLinks;
 use super::config::{EndpointConfig, EndpointConfigError};
 use super::core::{Endpoint, EndpointError, Event, Role};
 use crate::tokens::TokenRange;
-use crate::transport::{IoStatus, Ready, Snet, Stream, Tcp, Transport};
+use crate::transport::{Ready, Snet, Stream, Tcp, Transport};
 use log::debug;
 
 /// What a WSS client checks the gateway's certificate with.
@@ -400,10 +400,8 @@ impl EndpointDriver {
             reads += 1;
             let (n, status) = slot.io.read(&mut self.scratch, slot.ready);
             slot.ep.receive(&self.scratch[..n])?;
-            match status {
-                IoStatus::Continue => {}
-                IoStatus::WouldBlock => slot.ready.remove(Ready::READABLE),
-                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.link_failure()),
+            if status.settle(&mut slot.ready, Ready::READABLE).is_err() {
+                return Err(slot.link_failure());
             }
         }
         if handshaking && !slot.io.is_handshaking() && !is_detached(&slot.io) {
@@ -428,10 +426,8 @@ impl EndpointDriver {
         while slot.ready.is_writable() && (!slot.ep.output().is_empty() || slot.io.wants_write()) {
             let (n, status) = slot.io.write(&[IoSlice::new(slot.ep.output())]);
             slot.ep.consume_output(n);
-            match status {
-                IoStatus::Continue => {}
-                IoStatus::WouldBlock => slot.ready.remove(Ready::WRITABLE),
-                IoStatus::Closed | IoStatus::Error(_) => return Err(slot.link_failure()),
+            if status.settle(&mut slot.ready, Ready::WRITABLE).is_err() {
+                return Err(slot.link_failure());
             }
         }
         if is_detached(&slot.io) {

@@ -5,6 +5,7 @@ use std::io;
 
 use crate::buf::PoolStats;
 use crate::snet::SnetError;
+use crate::transport::StreamEnd;
 use crate::wire::{CommandError, FrameError};
 
 /// Why a physical connection was closed.
@@ -46,6 +47,15 @@ pub enum CloseReason {
     /// A new link that resumed an snet stream: the link now serves that
     /// stream's connection, and this one (which never had an ID) is gone.
     SnetResumed,
+}
+
+impl From<StreamEnd> for CloseReason {
+    fn from(end: StreamEnd) -> CloseReason {
+        match end {
+            StreamEnd::Closed => CloseReason::PeerClosed,
+            StreamEnd::Error(kind) => CloseReason::Io(kind),
+        }
+    }
 }
 
 impl fmt::Display for CloseReason {

@@ -68,6 +68,30 @@ impl IoStatus {
     pub fn is_end(self) -> bool {
         matches!(self, IoStatus::Closed | IoStatus::Error(_))
     }
+
+    /// The one reaction to a status every user of a transport has (the
+    /// gateway core, the endpoint driver, the blocking endpoint's snet
+    /// loop): anything but `Continue` spends the readiness `bit`
+    /// (`READABLE` after a read, `WRITABLE` after a write), so the caller
+    /// waits for the poller and a stream that ended is not tried again; an
+    /// end comes back as the error.
+    #[inline]
+    pub fn settle(self, ready: &mut Ready, bit: Ready) -> Result<(), StreamEnd> {
+        if self != IoStatus::Continue {
+            ready.remove(bit);
+        }
+        self.end().map_or(Ok(()), Err)
+    }
+
+    /// How the stream ended, if it did.
+    #[inline]
+    pub fn end(self) -> Option<StreamEnd> {
+        match self {
+            IoStatus::Continue | IoStatus::WouldBlock => None,
+            IoStatus::Closed => Some(StreamEnd::Closed),
+            IoStatus::Error(kind) => Some(StreamEnd::Error(kind)),
+        }
+    }
 }
 
 /// A byte stream under the framing.
@@ -114,12 +138,16 @@ pub trait Transport {
     }
 }
 
-/// Classifies the result of one `read` call that offered `room` bytes.
+/// Classifies the result of one `read` call that offered `room` bytes:
+/// the one rule for every byte source (sockets, rustls' plaintext reader,
+/// the WebSocket framing's socket). `UnexpectedEof` (a TLS peer that closed
+/// TCP without close_notify) is just the end of the stream.
 #[inline]
 pub fn read_status(result: io::Result<usize>, room: usize) -> (usize, IoStatus) {
     match result {
         Ok(0) if room > 0 => (0, IoStatus::Closed),
         Ok(n) => (n, IoStatus::Continue),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => (0, IoStatus::Closed),
         Err(e) => (0, error_status(e.kind())),
     }
 }
@@ -137,12 +165,32 @@ pub fn write_status(result: io::Result<usize>, offered: usize) -> (usize, IoStat
     }
 }
 
+/// Classifies the result of shutting a socket's write side: one no longer
+/// connected has nothing left to end.
+#[inline]
+pub fn shutdown_status(result: io::Result<()>) -> IoStatus {
+    match result {
+        Ok(()) => IoStatus::Continue,
+        Err(e) if e.kind() == ErrorKind::NotConnected => IoStatus::Closed,
+        Err(e) => IoStatus::Error(e.kind()),
+    }
+}
+
 fn error_status(kind: ErrorKind) -> IoStatus {
     match kind {
         ErrorKind::WouldBlock => IoStatus::WouldBlock,
         ErrorKind::Interrupted => IoStatus::Continue,
         kind => IoStatus::Error(kind),
     }
+}
+
+/// How a stream ended: an [`IoStatus`] that does not go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The peer closed its end, or the stream is finished.
+    Closed,
+    /// The stream failed.
+    Error(ErrorKind),
 }
 
 /// Total length of `bufs`.
@@ -185,7 +233,37 @@ mod tests {
             write_status(err(ErrorKind::BrokenPipe), 5),
             (0, IoStatus::Error(ErrorKind::BrokenPipe))
         );
+        assert_eq!(
+            read_status(err(ErrorKind::UnexpectedEof), 10),
+            (0, IoStatus::Closed)
+        );
+        assert_eq!(
+            shutdown_status(Err(io::Error::from(ErrorKind::NotConnected))),
+            IoStatus::Closed
+        );
+        assert_eq!(shutdown_status(Ok(())), IoStatus::Continue);
         assert!(IoStatus::Closed.is_end() && IoStatus::Error(ErrorKind::Other).is_end());
+        let mut ready = Ready::READABLE | Ready::WRITABLE;
+        assert_eq!(
+            IoStatus::Continue.settle(&mut ready, Ready::READABLE),
+            Ok(())
+        );
+        assert!(ready.is_readable());
+        assert_eq!(
+            IoStatus::WouldBlock.settle(&mut ready, Ready::READABLE),
+            Ok(())
+        );
+        assert!(!ready.is_readable() && ready.is_writable());
+        assert_eq!(
+            IoStatus::Closed.settle(&mut ready, Ready::WRITABLE),
+            Err(StreamEnd::Closed)
+        );
+        assert!(!ready.is_writable());
+        assert_eq!(
+            IoStatus::Error(ErrorKind::BrokenPipe).end(),
+            Some(StreamEnd::Error(ErrorKind::BrokenPipe))
+        );
+        assert!(IoStatus::WouldBlock.end().is_none() && IoStatus::Continue.end().is_none());
         assert!(!IoStatus::Continue.is_end() && !IoStatus::WouldBlock.is_end());
     }
 }

@@ -12,7 +12,7 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
-use super::{read_status, total_len, write_status, IoStatus, Ready, Transport};
+use super::{read_status, shutdown_status, total_len, write_status, IoStatus, Ready, Transport};
 
 /// A TCP socket as the transports need it: mio's (non-blocking, polled)
 /// or the standard library's (blocking).
@@ -113,11 +113,7 @@ impl<S: Socket> Transport for Tcp<S> {
     }
 
     fn shutdown_write(&mut self) -> IoStatus {
-        match self.socket.shut(Shutdown::Write) {
-            Ok(()) => IoStatus::Continue,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => IoStatus::Closed,
-            Err(e) => IoStatus::Error(e.kind()),
-        }
+        shutdown_status(self.socket.shut(Shutdown::Write))
     }
 
     fn peer_addr(&self) -> SocketAddr {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
-use super::{IoStatus, Ready, Transport};
+use super::{read_status, shutdown_status, write_status, IoStatus, Ready, Transport};
 
 /// Most plaintext rustls buffers for sending before writes report
 /// `WouldBlock` (the socket is full).
@@ -95,29 +95,15 @@ impl Tls {
     /// went, `WouldBlock` when the socket is full.
     fn flush_tls(&mut self) -> IoStatus {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut self.socket) {
-                Ok(0) => return IoStatus::Error(io::ErrorKind::WriteZero),
-                Ok(_) => {}
-                // A socket still connecting takes nothing yet.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
-                    ) =>
-                {
-                    return IoStatus::WouldBlock
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return IoStatus::Error(e.kind()),
+            // rustls offers at least a record whenever it wants to write.
+            match write_status(self.conn.write_tls(&mut self.socket), 1) {
+                (_, IoStatus::Continue) => {}
+                (_, status) => return status,
             }
         }
         if self.fin_pending {
             self.fin_pending = false;
-            if let Err(e) = self.socket.shutdown(Shutdown::Write) {
-                if e.kind() != io::ErrorKind::NotConnected {
-                    return IoStatus::Error(e.kind());
-                }
-            }
+            return shutdown_status(self.socket.shutdown(Shutdown::Write));
         }
         IoStatus::Continue
     }
@@ -126,26 +112,19 @@ impl Tls {
 impl Transport for Tls {
     fn read(&mut self, buf: &mut [u8], _ready: Ready) -> (usize, IoStatus) {
         loop {
-            match self.conn.reader().read(buf) {
-                Ok(0) if !buf.is_empty() => return (0, IoStatus::Closed),
-                Ok(n) => return (n, IoStatus::Continue),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer closed TCP without close_notify: for a game
-                // client, just the end of the stream.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return (0, IoStatus::Closed),
-                Err(e) => return (0, IoStatus::Error(e.kind())),
+            // rustls' `WouldBlock`: no plaintext until more records come.
+            match read_status(self.conn.reader().read(buf), buf.len()) {
+                (_, IoStatus::WouldBlock) => {}
+                done => return done,
             }
             if self.eof {
                 return (0, IoStatus::Closed);
             }
-            match self.conn.read_tls(&mut self.socket) {
-                Ok(0) => self.eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return (0, IoStatus::WouldBlock)
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return (0, IoStatus::Error(e.kind())),
+            // rustls reads at least a record's worth when it reads at all.
+            match read_status(self.conn.read_tls(&mut self.socket), 1) {
+                (_, IoStatus::Continue) => {}
+                (_, IoStatus::Closed) => self.eof = true,
+                (_, status) => return (0, status),
             }
             if let Err(e) = self.conn.process_new_packets() {
                 log::debug!("TLS from {}: {e}", self.peer);

@@ -31,7 +31,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, WebSocket};
 
 use super::ws_framed::Framed;
-use super::{IoStatus, Ready, Transport};
+use super::{read_status, write_status, IoStatus, Ready, Transport};
 use crate::wire::LENGTH_LEN;
 
 /// tungstenite's read buffer per connection. Its default (128 KiB,
@@ -303,10 +303,11 @@ impl Opened {
         if !self.sock.tls_pending() {
             return Ok(());
         }
-        self.sock.flush().map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => IoStatus::WouldBlock,
-            kind => IoStatus::Error(kind),
-        })
+        // A flush is a write that offers nothing new.
+        match write_status(self.sock.flush().map(|()| 0), 0) {
+            (_, IoStatus::Continue) => Ok(()),
+            (_, status) => Err(status),
+        }
     }
 
     /// Writes what the framing and TLS hold; once a close has gone out
@@ -443,8 +444,12 @@ impl Ws {
 fn ws_status(e: &WsError, peer: SocketAddr) -> IoStatus {
     match e {
         WsError::ConnectionClosed | WsError::AlreadyClosed => IoStatus::Closed,
-        WsError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => IoStatus::Closed,
-        WsError::Io(e) => IoStatus::Error(e.kind()),
+        // A failed handshake is over: only the end of the stream is told
+        // apart from an error, by the rule every read follows.
+        WsError::Io(e) => match read_status(Err(e.kind().into()), 1) {
+            (_, IoStatus::Closed) => IoStatus::Closed,
+            _ => IoStatus::Error(e.kind()),
+        },
         other => {
             log::debug!("WebSocket from {peer}: {other}");
             IoStatus::Error(io::ErrorKind::InvalidData)

@@ -12,9 +12,9 @@
 //! largest uniway frame is refused. Pings are answered with pongs and a
 //! close with a close, between frames.
 
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 
-use super::IoStatus;
+use super::{read_status, total_len, write_status, IoStatus};
 
 const OP_CONTINUATION: u8 = 0;
 const OP_TEXT: u8 = 1;
@@ -172,13 +172,9 @@ impl Framed {
             self.leftover.drain(..n);
             n
         } else {
-            match sock.read(buf) {
-                Ok(0) if !buf.is_empty() => return (0, IoStatus::Closed),
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return (0, IoStatus::WouldBlock),
-                Err(e) if e.kind() == ErrorKind::Interrupted => 0,
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return (0, IoStatus::Closed),
-                Err(e) => return (0, IoStatus::Error(e.kind())),
+            match read_status(sock.read(buf), buf.len()) {
+                (n, IoStatus::Continue) => n,
+                (_, status) => return (0, status),
             }
         };
         let drained = short_is_drained && n > 0 && n < buf.len() && self.leftover.is_empty();
@@ -324,10 +320,10 @@ impl Framed {
     /// frames); `Continue` once nothing is.
     pub fn flush<S: Write>(&mut self, sock: &mut S) -> IoStatus {
         while self.tail_at < self.tail.len() {
-            match sock.write(&self.tail[self.tail_at..]) {
-                Ok(0) => return IoStatus::Error(ErrorKind::WriteZero),
-                Ok(n) => self.tail_at += n,
-                Err(e) => return status(e),
+            let tail = &self.tail[self.tail_at..];
+            match write_status(sock.write(tail), tail.len()) {
+                (n, IoStatus::Continue) => self.tail_at += n,
+                (_, status) => return status,
             }
         }
         self.tail.clear();
@@ -335,15 +331,15 @@ impl Framed {
         if !self.controls.is_empty() {
             // Control frames are whole frames: what the socket does not
             // take becomes the tail.
-            match sock.write(&self.controls) {
-                Ok(n) => {
+            match write_status(sock.write(&self.controls), self.controls.len()) {
+                (n, IoStatus::Continue) => {
                     self.tail.extend_from_slice(&self.controls[n..]);
                     self.controls.clear();
                     if !self.tail.is_empty() {
                         return IoStatus::WouldBlock;
                     }
                 }
-                Err(e) => return status(e),
+                (_, status) => return status,
             }
         }
         IoStatus::Continue
@@ -413,9 +409,10 @@ impl Framed {
             iov[2 * p] = IoSlice::new(&headers[p][..hdr_lens[p]]);
             iov[2 * p + 1] = IoSlice::new(payloads[p]);
         }
-        let written = match sock.write_vectored(&iov[..2 * pieces]) {
-            Ok(n) => n,
-            Err(e) => return (0, status(e)),
+        let offered = total_len(&iov[..2 * pieces]);
+        let written = match write_status(sock.write_vectored(&iov[..2 * pieces]), offered) {
+            (n, IoStatus::Continue) => n,
+            (_, status) => return (0, status),
         };
         // Pieces written whole are done; one written in part is finished
         // from the tail; the rest were not taken.
@@ -496,14 +493,6 @@ impl Framed {
     /// Whether everything, a close included, has gone out.
     pub fn closed_out(&self) -> bool {
         self.close_sent && !self.wants_write()
-    }
-}
-
-fn status(e: io::Error) -> IoStatus {
-    match e.kind() {
-        ErrorKind::WouldBlock => IoStatus::WouldBlock,
-        ErrorKind::Interrupted => IoStatus::Continue,
-        kind => IoStatus::Error(kind),
     }
 }
 
@@ -601,6 +590,7 @@ fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     /// A masked client frame.
     fn client_frame(opcode: u8, fin: bool, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {

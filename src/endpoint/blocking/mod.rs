@@ -24,7 +24,7 @@ use log::{debug, warn};
 use super::config::{EndpointConfig, MsgFormat, Raw};
 use super::core::{DialId, Endpoint, EndpointError, Event, Role, SendError};
 use super::error::{AcceptError, ConnectError, DialError, RecvError, HANDSHAKE_WAIT};
-use crate::transport::{IoStatus, Ready, Tcp, Transport};
+use crate::transport::{Ready, StreamEnd, Tcp, Transport};
 
 mod snet_io;
 
@@ -233,11 +233,10 @@ fn reader<F>(shared: Arc<Shared<F>>, stream: TcpStream, buffer_size: usize) {
                 return shared.fail(None);
             }
         }
-        match status {
-            IoStatus::Continue | IoStatus::WouldBlock => {}
-            IoStatus::Error(io::ErrorKind::TimedOut) => {}
-            IoStatus::Closed => return shared.fail(None),
-            IoStatus::Error(kind) => return shared.fail(Some(kind.into())),
+        match status.end() {
+            None | Some(StreamEnd::Error(io::ErrorKind::TimedOut)) => {}
+            Some(StreamEnd::Closed) => return shared.fail(None),
+            Some(StreamEnd::Error(kind)) => return shared.fail(Some(kind.into())),
         }
         let mut s = shared.lock();
         let r = s.ep.handle_timeout(Instant::now());
@@ -265,10 +264,12 @@ fn writer<F>(shared: Arc<Shared<F>>, stream: TcpStream, rx: Receiver<(Vec<u8>, u
         while at < batch.len() {
             let (n, status) = io.write(&[IoSlice::new(&batch[at..])]);
             at += n;
-            match status {
-                IoStatus::Continue | IoStatus::WouldBlock => {}
-                IoStatus::Closed => return shared.fail(Some(io::ErrorKind::BrokenPipe.into())),
-                IoStatus::Error(kind) => return shared.fail(Some(kind.into())),
+            match status.end() {
+                None => {}
+                Some(StreamEnd::Closed) => {
+                    return shared.fail(Some(io::ErrorKind::BrokenPipe.into()))
+                }
+                Some(StreamEnd::Error(kind)) => return shared.fail(Some(kind.into())),
             }
         }
         if msgs > 0 {

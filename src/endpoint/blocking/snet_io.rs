@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::Shared;
 use crate::endpoint::config::EndpointSnet;
 use crate::endpoint::core::EndpointError;
-use crate::transport::{IoStatus, Ready, Snet, Tcp, Transport};
+use crate::transport::{Ready, Snet, Tcp, Transport};
 
 const LINK: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -138,10 +138,8 @@ impl SnetIo {
                 shared.absorb(&mut s);
                 r?;
             }
-            match status {
-                IoStatus::Continue => {}
-                IoStatus::WouldBlock => self.ready.remove(Ready::READABLE),
-                IoStatus::Closed | IoStatus::Error(_) => return Err(self.link_failure()),
+            if status.settle(&mut self.ready, Ready::READABLE).is_err() {
+                return Err(self.link_failure());
             }
         }
         if handshaking && !self.io.is_handshaking() && !self.io.is_detached() {
@@ -160,10 +158,8 @@ impl SnetIo {
         while self.ready.is_writable() && (!pending.is_empty() || self.io.wants_write()) {
             let (n, status) = self.io.write(&[IoSlice::new(pending)]);
             pending.drain(..n);
-            match status {
-                IoStatus::Continue => {}
-                IoStatus::WouldBlock => self.ready.remove(Ready::WRITABLE),
-                IoStatus::Closed | IoStatus::Error(_) => return Err(self.link_failure()),
+            if status.settle(&mut self.ready, Ready::WRITABLE).is_err() {
+                return Err(self.link_failure());
             }
         }
         if self.io.is_detached() {

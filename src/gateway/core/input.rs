@@ -18,7 +18,7 @@ use super::Core;
 use crate::gateway::proxy;
 use crate::gateway::stats::{CloseReason, ProtocolError, ProxyError};
 use crate::side::Side;
-use crate::transport::{IoStatus, Ready, Transport};
+use crate::transport::{IoStatus, Ready, StreamEnd, Transport};
 use crate::wire::{
     self, Command, CommandError, CommandType, Header, Origin, Response, Status, HEADER_LEN,
     MAX_COMMAND_FRAME, RESPONSE_LEN,
@@ -97,42 +97,33 @@ impl<T: Transport> Core<T> {
             }
             reads += 1;
             let size = self.read_size(c.side);
-            match self.read_once(key, size) {
-                IoStatus::Continue | IoStatus::WouldBlock => {}
-                // What came before the end was taken above; a partial frame
-                // left in the buffer dies with the connection.
-                IoStatus::Closed => {
-                    self.doom(key, CloseReason::PeerClosed);
-                    return;
-                }
-                IoStatus::Error(kind) => {
-                    self.doom(key, CloseReason::Io(kind));
-                    return;
-                }
+            // What came before an end was taken above; a partial frame
+            // left in the buffer dies with the connection.
+            if let Err(end) = self.read_once(key, size) {
+                self.doom(key, end.into());
+                return;
             }
         }
     }
 
     /// One read into `key`'s buffer; counts the bytes and clears the
     /// readable bit when the transport says the source is drained.
-    fn read_once(&mut self, key: usize, size: usize) -> IoStatus {
+    fn read_once(&mut self, key: usize, size: usize) -> Result<(), StreamEnd> {
         let c = &mut self.conns[key];
         let ready = c.ready;
         let io = &mut c.io;
         let (n, status) = c
             .rbuf
             .fill_with(&mut self.rpool, size, |buf| io.read(buf, ready));
-        if !matches!(status, IoStatus::Continue) {
-            c.ready.remove(Ready::READABLE);
-        }
         match c.side {
             Side::Client => self.stats.bytes_from_clients += n as u64,
             Side::Server => self.stats.bytes_from_servers += n as u64,
         }
+        let settled = status.settle(&mut c.ready, Ready::READABLE);
         if status == IoStatus::WouldBlock {
             self.check_detached(key);
         }
-        status
+        settled
     }
 
     /// While draining: reads what the peer sends and drops it, so nothing
@@ -146,18 +137,17 @@ impl<T: Transport> Core<T> {
             if c.doomed.is_some() || !c.ready.is_readable() {
                 return;
             }
-            let status = self.read_once(key, size);
+            let read = self.read_once(key, size);
             self.conns[key].rbuf.release(&mut self.rpool);
-            match status {
-                IoStatus::Continue => {}
-                IoStatus::WouldBlock => return,
-                IoStatus::Closed => {
+            match read {
+                Ok(()) => {}
+                Err(StreamEnd::Closed) => {
                     self.conns[key].peer_closed = true;
                     self.drain_progress(key);
                     return;
                 }
-                IoStatus::Error(kind) => {
-                    self.doom(key, CloseReason::Io(kind));
+                Err(end) => {
+                    self.doom(key, end.into());
                     return;
                 }
             }

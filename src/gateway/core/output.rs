@@ -224,21 +224,13 @@ impl<T: Transport> Core<T> {
                 Side::Client => self.stats.bytes_to_clients += n as u64,
                 Side::Server => self.stats.bytes_to_servers += n as u64,
             }
-            match status {
-                IoStatus::Continue => {}
-                IoStatus::WouldBlock => {
-                    c.ready.remove(Ready::WRITABLE);
-                    detached = c.io.as_snet().is_some_and(Snet::is_detached);
-                    break;
-                }
-                IoStatus::Closed => {
-                    outcome = Err(CloseReason::PeerClosed);
-                    break;
-                }
-                IoStatus::Error(kind) => {
-                    outcome = Err(CloseReason::Io(kind));
-                    break;
-                }
+            if let Err(end) = status.settle(&mut c.ready, Ready::WRITABLE) {
+                outcome = Err(end.into());
+                break;
+            }
+            if status == IoStatus::WouldBlock {
+                detached = c.io.as_snet().is_some_and(Snet::is_detached);
+                break;
             }
         }
         let pending = !c.out.is_empty() || c.io.wants_write();
