@@ -13,6 +13,8 @@
 //!   in-memory pipe) and the one place I/O results are classified;
 //! - [`gateway`]: the routing core (no I/O, time passed in) and the mio
 //!   driver [`Gateway`] that applications embed in their own loop;
+//! - [`random`]: the random source the core is given, as it is given the
+//!   clock (the OS's, or a seeded one that replays a run);
 //! - [`config`]: the gateway's settings with the defaults of the `fastway`
 //!   command;
 //! - [`endpoint`]: client and server endpoints (a sans-IO core, a mio
@@ -39,6 +41,7 @@ pub mod gateway;
 pub mod listen;
 #[doc = include_str!("../docs/protocol.md")]
 pub mod protocol {}
+pub mod random;
 pub mod side;
 pub mod snet;
 #[cfg(feature = "tls")]

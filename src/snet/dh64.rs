@@ -2,6 +2,8 @@
 //! key (`docs/protocol.md` §7). Weak by design; it exists for compatibility
 //! with deployed game clients.
 
+use crate::random::{NoRandomness, OsRandom, RandomSource};
+
 /// The modulus, `2^64 - 59` (the largest 64-bit prime).
 pub const P: u64 = 0xffff_ffff_ffff_ffc5;
 /// The generator.
@@ -35,9 +37,14 @@ pub fn secret(private: u64, peer_public: u64) -> u64 {
 }
 
 /// A fresh random private key (non-zero) from the operating system.
-pub fn private_key() -> Result<u64, getrandom::Error> {
+pub fn private_key() -> Result<u64, NoRandomness> {
+    private_key_from(&mut OsRandom)
+}
+
+/// A fresh private key (non-zero) drawn from `source`.
+pub fn private_key_from(source: &mut dyn RandomSource) -> Result<u64, NoRandomness> {
     loop {
-        let k = getrandom::u64()?;
+        let k = source.next_u64()?;
         if k != 0 {
             return Ok(k);
         }

@@ -8,6 +8,7 @@ use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 
 use super::frame::{read_u32, Status};
+use crate::random::{NoRandomness, OsRandom, RandomSource};
 
 /// Bytes of the challenge the gateway sends.
 pub const CHALLENGE_LEN: usize = 8;
@@ -22,9 +23,14 @@ pub struct Challenge(pub [u8; CHALLENGE_LEN]);
 
 impl Challenge {
     /// A fresh challenge from the operating system's CSPRNG.
-    pub fn random() -> Result<Challenge, getrandom::Error> {
+    pub fn random() -> Result<Challenge, NoRandomness> {
+        Challenge::from_source(&mut OsRandom)
+    }
+
+    /// A fresh challenge drawn from `source`.
+    pub fn from_source(source: &mut dyn RandomSource) -> Result<Challenge, NoRandomness> {
         let mut b = [0u8; CHALLENGE_LEN];
-        getrandom::fill(&mut b)?;
+        source.fill(&mut b)?;
         Ok(Challenge(b))
     }
 

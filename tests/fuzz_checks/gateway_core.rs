@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use uniway::gateway::Core;
+use uniway::random::SeededRandom;
 use uniway::transport::{MemPipe, Ready};
 use uniway::wire::{self, Challenge, Command, Origin, Status, CHALLENGE_LEN};
 use uniway::{Config, Side};
@@ -156,7 +157,9 @@ pub fn run(data: &[u8]) {
     let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(data)) else {
         return;
     };
-    let mut core: Core<MemPipe> = Core::new(config(), 64);
+    // Seeded: an input replays exactly, challenges included.
+    let random = Box::new(SeededRandom::new(0x5eed_0003));
+    let mut core: Core<MemPipe> = Core::with_random(config(), 64, random);
     let mut now = Instant::now();
     let mut peers: Vec<Peer> = Vec::new();
     let mut ids: Vec<u32> = Vec::new();

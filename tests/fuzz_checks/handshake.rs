@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use uniway::gateway::{CloseReason, Core};
+use uniway::random::SeededRandom;
 use uniway::transport::{MemPipe, Ready};
 use uniway::wire::{Challenge, Response, Status, CHALLENGE_LEN, RESPONSE_LEN};
 use uniway::{Config, Side};
@@ -25,7 +26,9 @@ pub fn run(data: &[u8]) {
         auth_key: KEY.to_vec(),
         ..Config::default()
     };
-    let mut core: Core<MemPipe> = Core::new(cfg, 4);
+    // Seeded: an input replays exactly, the same challenge every time.
+    let random = Box::new(SeededRandom::new(0x5eed_0002));
+    let mut core: Core<MemPipe> = Core::with_random(cfg, 4, random);
     let mut now = Instant::now();
     let pipe = MemPipe::new();
     let Ok(key) = core.accept(Side::Server, pipe.clone(), now) else {

@@ -1,11 +1,27 @@
 //! The gateway core: every rule of `docs/protocol.md` §4–6 as a state machine.
 //!
-//! The core owns the physical connections (in a slab), the vconn table, the
-//! client and server ID maps, the buffers and the deadlines. It never opens,
-//! registers or polls a socket and never reads a clock: a connection's
-//! transport is any [`Transport`] handed in by the driver, readiness is
-//! reported to it, and time is passed in. Tests drive it with in-memory
-//! transports on a virtual clock; the mio driver drives it with sockets.
+//! The core never opens, registers or polls a socket, never reads a clock
+//! and never draws randomness of its own: a connection's transport is any
+//! [`Transport`] handed in by the driver, readiness is reported to it, time
+//! is passed in, and challenges and snet keys come from the
+//! [`RandomSource`] it was built with. Tests drive it with in-memory
+//! transports on a virtual clock and a seeded source, so a run replays
+//! exactly; the mio driver drives it with sockets.
+//!
+//! It is a connection part, a router, and the turn that drives both:
+//!
+//! - `conn.rs` and `input.rs`, the connection part: a peer's read buffer,
+//!   partial frame, stage (PROXY, snet, handshake, active, drain) and
+//!   readiness; reading and parsing into typed inputs, one connection at a
+//!   time;
+//! - `router.rs`: the vconn table, conn ID counter and ID maps, and the
+//!   routing rules; it decides, and touches no buffer;
+//! - `dispatch.rs`: hands each input to the router and carries out what it
+//!   decided (the only place one connection's input reaches another's
+//!   output);
+//! - `output.rs`: queues, flow control and flushing; `snet.rs`: snet
+//!   streams opened, resumed and waiting;
+//! - this file: the turn, deadlines, accepting and closing.
 //!
 //! The rules at the edges, which the docs of the crate repeat:
 //!
@@ -58,6 +74,7 @@ use super::loglimit::LogLimit;
 use super::stats::{CloseReason, Stats, TurnHistogram};
 use crate::buf::Pool;
 use crate::config::Config;
+use crate::random::{OsRandom, RandomSource};
 use crate::side::Side;
 use crate::transport::{Ready, Transport};
 use crate::wire::Challenge;
@@ -130,6 +147,8 @@ pub struct Core<T> {
     relinked: Vec<usize>,
     /// Data frames routed per turn (turns that routed some).
     turn_frames: TurnHistogram,
+    /// Where challenges and snet keys come from.
+    random: Box<dyn RandomSource>,
 }
 
 impl<T: Transport> Core<T> {
@@ -139,6 +158,17 @@ impl<T: Transport> Core<T> {
     ///
     /// If `cfg` does not pass [`Config::validate`]; check it first.
     pub fn new(cfg: Config, capacity: usize) -> Core<T> {
+        Core::with_random(cfg, capacity, Box::new(OsRandom))
+    }
+
+    /// [`new`](Self::new) drawing its challenges and snet keys from
+    /// `random` (a [`SeededRandom`](crate::random::SeededRandom) replays a
+    /// run exactly, as a test harness or a fuzzer needs).
+    ///
+    /// # Panics
+    ///
+    /// If `cfg` does not pass [`Config::validate`]; check it first.
+    pub fn with_random(cfg: Config, capacity: usize, random: Box<dyn RandomSource>) -> Core<T> {
         if let Err(e) = cfg.validate() {
             panic!("invalid gateway configuration: {e}");
         }
@@ -168,6 +198,7 @@ impl<T: Transport> Core<T> {
             next_snet_id: 1,
             relinked: Vec::new(),
             turn_frames: TurnHistogram::default(),
+            random,
         }
     }
 
@@ -267,7 +298,7 @@ impl<T: Transport> Core<T> {
             Side::Client => Some(State::Active {
                 id: self.router.new_client_id(),
             }),
-            Side::Server => match Challenge::random() {
+            Side::Server => match Challenge::from_source(&mut *self.random) {
                 Ok(challenge) => Some(State::Handshake {
                     challenge,
                     deadline: now + self.cfg.handshake_timeout,

@@ -41,7 +41,7 @@ impl<T: Transport> Core<T> {
 
     fn open_stream(&mut self, key: usize, now: Instant) -> Flow {
         let (side, peer) = (self.conns[key].side, self.conns[key].peer);
-        let Ok(private) = dh64::private_key() else {
+        let Ok(private) = dh64::private_key_from(&mut *self.random) else {
             if self.may_log() {
                 log::warn!("{side} {peer}: no randomness for an snet key; connection dropped");
             }
