@@ -22,7 +22,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry as PromRegistry;
 use slab::Slab;
 
-use crate::gateway::{Stats, TurnHistogram, TURN_FRAME_BOUNDS};
+use crate::gateway::{StatKind, Stats, TurnHistogram, STAT_FIELDS, TURN_FRAME_BOUNDS};
 use crate::tokens::TokenRange;
 use crate::transport::{read_status, write_status, IoStatus};
 
@@ -42,48 +42,6 @@ const QUEUE_BOUNDS: [u64; 9] = [
     0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
 ];
 
-/// The fields of [`Stats`] that are gauges (current values); the others
-/// are counters (totals since start).
-const GAUGES: &[&str] = &[
-    "clients",
-    "servers",
-    "vconns",
-    "queued_bytes",
-    "pool_pages",
-    "pool_page_bytes",
-    "pool_chunks_in_use",
-    "pool_bytes_in_use",
-    "snet_waiting",
-];
-
-/// Help text for a field of [`Stats`].
-fn help(field: &str) -> String {
-    let text = match field {
-        "clients" => "live client connections",
-        "servers" => "live server connections, handshaking ones included",
-        "vconns" => "live virtual connections",
-        "queued_bytes" => "bytes queued for writing over all connections",
-        "pool_pages" => "buffer pool pages mapped",
-        "pool_page_bytes" => "bytes of buffer pool pages mapped",
-        "pool_chunks_in_use" => "buffer chunks in use",
-        "pool_bytes_in_use" => "bytes of buffer chunks in use",
-        "snet_waiting" => "snet streams whose link is down, waiting for a reconnect",
-        "peer_closes" => "connections closed by EOF or a socket error",
-        "kicked" => "connections closed by the operator",
-        "paused" => "times a source paused for a congested server",
-        "pause_timeouts" => "pauses that reached their bound with the server still congested",
-        "pause_closes" => "vconns closed because a pause reached its bound",
-        "frames_dropped_paused" => {
-            "frames dropped (their vconn closed) when a pause reached its bound"
-        }
-        "write_timeouts" => {
-            "connections closed for taking no byte of their queue for the idle timeout"
-        }
-        other => return format!("total {}", other.replace('_', " ")),
-    };
-    text.to_string()
-}
-
 /// The snapshot a scrape encodes.
 #[derive(Debug)]
 struct Snapshot {
@@ -92,25 +50,19 @@ struct Snapshot {
 
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let names: Vec<&'static str> = Stats::default().fields().iter().map(|(n, _)| *n).collect();
-        let per_worker: Vec<Vec<u64>> = self
-            .workers
-            .iter()
-            .map(|w| w.stats.fields().iter().map(|(_, v)| *v).collect())
-            .collect();
-        for (i, name) in names.iter().enumerate() {
-            let gauge = GAUGES.contains(name);
+        for field in STAT_FIELDS {
+            let gauge = field.kind == StatKind::Gauge;
             let kind = if gauge {
                 MetricType::Gauge
             } else {
                 MetricType::Counter
             };
-            let full = format!("uniway_{name}");
-            let mut metric = encoder.encode_descriptor(&full, &help(name), None, kind)?;
+            let full = format!("uniway_{}", field.name);
+            let mut metric = encoder.encode_descriptor(&full, field.help, None, kind)?;
             let mut total = 0u64;
-            for (w, values) in per_worker.iter().enumerate() {
+            for (w, worker) in self.workers.iter().enumerate() {
                 let label = [("worker", w.to_string())];
-                let v = values[i];
+                let v = (field.get)(&worker.stats);
                 total += v;
                 let mut family = metric.encode_family(&label)?;
                 encode_value(&mut family, gauge, v)?;
@@ -411,6 +363,11 @@ mod tests {
         assert_eq!(value(&text, r#"uniway_dials_total{worker="total"}"#), "15");
         assert!(text.contains("# TYPE uniway_clients gauge"));
         assert!(text.contains("# TYPE uniway_dials counter"));
+        assert!(text.contains("# HELP uniway_dials Dial commands received"));
+        assert_eq!(
+            text.matches("# TYPE uniway_frames_from_servers ").count(),
+            1
+        );
         for (name, _) in Stats::default().fields() {
             assert!(
                 text.contains(&format!("# TYPE uniway_{name} ")),

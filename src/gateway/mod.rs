@@ -37,7 +37,10 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 pub use self::admission::{Refusal, Source, MAX_BUCKETS};
 pub use self::core::{ConnInfo, Core};
-pub use self::stats::{CloseReason, ProtocolError, Stats, TurnHistogram, TURN_FRAME_BOUNDS};
+pub use self::stats::{
+    CloseReason, ProtocolError, StatField, StatKind, Stats, TurnHistogram, STAT_FIELDS,
+    TURN_FRAME_BOUNDS,
+};
 pub use self::vconn::MAX_VCONNS;
 use crate::config::{Config, ConfigError};
 pub use crate::side::Side;

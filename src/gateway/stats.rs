@@ -147,198 +147,174 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
-/// Gateway counters. Totals count since start; gauges are current values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Gauge: live client connections.
-    pub clients: usize,
-    /// Gauge: live server connections (handshaking ones included).
-    pub servers: usize,
-    /// Gauge: live vconns.
-    pub vconns: usize,
-    /// Gauge: bytes queued for writing over all connections.
-    pub queued_bytes: usize,
+/// Builds [`Stats`] and [`STAT_FIELDS`] from one table, so the struct, the
+/// `stats` command's lines and the metrics' names, kinds and help texts
+/// cannot disagree. A row is `Kind name: type = "help";` (a field), `Kind
+/// name = |s| expr, "help";` (a figure read from a field holding several),
+/// or `struct name: type;` (such a field, which is no row of its own).
+macro_rules! stats_table {
+    (@munch [$($fields:tt)*] [$($rows:tt)*]) => {
+        /// Gateway counters. Totals count since start; gauges are current
+        /// values. Each is listed, with its help text, in [`STAT_FIELDS`].
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Stats {
+            $($fields)*
+        }
+
+        /// Every counter and gauge of [`Stats`], in order: the one list the
+        /// `stats` command and the metrics are made from.
+        pub const STAT_FIELDS: &[StatField] = &[$($rows)*];
+    };
+    (@munch [$($fields:tt)*] [$($rows:tt)*]
+        $kind:ident $name:ident: $ty:ty = $help:literal; $($rest:tt)*) => {
+        stats_table!(@munch
+            [$($fields)* #[doc = concat!(stat_kind_doc!($kind), $help, ".")] pub $name: $ty,]
+            [$($rows)* StatField {
+                name: stringify!($name),
+                kind: StatKind::$kind,
+                help: $help,
+                get: |s| s.$name as u64,
+            },]
+            $($rest)*);
+    };
+    (@munch [$($fields:tt)*] [$($rows:tt)*]
+        $kind:ident $name:ident = |$s:ident| $get:expr, $help:literal; $($rest:tt)*) => {
+        stats_table!(@munch
+            [$($fields)*]
+            [$($rows)* StatField {
+                name: stringify!($name),
+                kind: StatKind::$kind,
+                help: $help,
+                get: |$s| $get as u64,
+            },]
+            $($rest)*);
+    };
+    (@munch [$($fields:tt)*] [$($rows:tt)*]
+        $(#[doc = $doc:literal])* struct $name:ident: $ty:ty; $($rest:tt)*) => {
+        stats_table!(@munch [$($fields)* $(#[doc = $doc])* pub $name: $ty,] [$($rows)*] $($rest)*);
+    };
+    ($($table:tt)*) => {
+        stats_table!(@munch [] [] $($table)*);
+    };
+}
+
+/// The prefix of a field's rustdoc for its kind.
+macro_rules! stat_kind_doc {
+    (Gauge) => {
+        "Gauge: "
+    };
+    (Counter) => {
+        "Total: "
+    };
+}
+
+/// Whether a figure of [`Stats`] is a current value or a running total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatKind {
+    /// A current value (may go down).
+    Gauge,
+    /// A total since start (only goes up).
+    Counter,
+}
+
+/// One figure of [`Stats`]: its name, kind and help text, and how to read it.
+#[derive(Debug, Clone, Copy)]
+pub struct StatField {
+    /// Its name: the `stats` command's and, prefixed `uniway_`, the metric's.
+    pub name: &'static str,
+    /// Gauge or counter.
+    pub kind: StatKind,
+    /// What it counts, as the metrics' help text says it.
+    pub help: &'static str,
+    /// Reads it from a [`Stats`].
+    pub get: fn(&Stats) -> u64,
+}
+
+stats_table! {
+    Gauge clients: usize = "live client connections";
+    Gauge servers: usize = "live server connections (handshaking ones included)";
+    Gauge vconns: usize = "live vconns";
+    Gauge queued_bytes: usize = "bytes queued for writing over all connections";
     /// Gauge: buffer pool figures (read and write pools together).
-    pub pool: PoolStats,
-    /// Total: client connections accepted.
-    pub clients_accepted: u64,
-    /// Total: server connections accepted.
-    pub servers_accepted: u64,
-    /// Total: servers that passed the handshake.
-    pub servers_authenticated: u64,
-    /// Total: connections closed at once because their side was full
-    /// (`MaxClients`, `MaxServers`).
-    pub refused_full: u64,
-    /// Total: client connections closed at once because their source had
-    /// `MaxClientsPerIP` clients already.
-    pub refused_per_ip: u64,
-    /// Total: connections closed at once because their source connected
-    /// faster than `AcceptRatePerIP`.
-    pub refused_rate: u64,
-    /// Total: accept errors (e.g. out of descriptors); accepting paused.
-    pub accept_errors: u64,
-    /// Total: times accepting paused because the token range was full.
-    pub accept_full: u64,
-    /// Total: data frames received from clients.
-    pub frames_from_clients: u64,
-    /// Total: data frames received from servers.
-    pub frames_from_servers: u64,
-    /// Total: bytes read from clients.
-    pub bytes_from_clients: u64,
-    /// Total: bytes read from servers.
-    pub bytes_from_servers: u64,
-    /// Total: bytes written to clients.
-    pub bytes_to_clients: u64,
-    /// Total: bytes written to servers.
-    pub bytes_to_servers: u64,
-    /// Total: Dial commands received.
-    pub dials: u64,
-    /// Total: dials refused because the peer was unknown.
-    pub refused_unknown: u64,
-    /// Total: dials refused because a vconn limit was reached.
-    pub refused_limit: u64,
-    /// Total: Close commands received.
-    pub closes: u64,
-    /// Total: Close commands for vconns the sender does not own, ignored.
-    pub closes_ignored: u64,
-    /// Total: Ping commands answered.
-    pub pings: u64,
-    /// Total: data frames on vconns that no longer exist, answered with Close.
-    pub frames_on_dead_vconns: u64,
-    /// Total: connections closed for a bad frame Length.
-    pub bad_frames: u64,
-    /// Total: connections closed for a malformed or forbidden command.
-    pub bad_commands: u64,
-    /// Total: connections closed for writing into another's vconn.
-    pub spoofs: u64,
-    /// Total: servers that failed the handshake digest.
-    pub auth_failures: u64,
-    /// Total: servers that did not answer the challenge in time.
-    pub handshake_timeouts: u64,
-    /// Total: PROXY headers taken (the connection's real address learned).
-    pub proxy_headers: u64,
-    /// Total: connections closed for a bad or missing PROXY header.
-    pub bad_proxy_headers: u64,
-    /// Total: connections closed for idleness.
-    pub idle_timeouts: u64,
-    /// Total: connections closed as slow consumers.
-    pub slow_consumers: u64,
-    /// Total: servers replaced by a newer one with the same ID.
-    pub servers_replaced: u64,
-    /// Total: times a source stopped reading because its destination was
-    /// congested (a server over its high-water mark).
-    pub paused: u64,
-    /// Total: pauses that reached their bound (`Config::max_pause`, at most
-    /// half the client idle timeout) with the server still congested.
-    pub pause_timeouts: u64,
-    /// Total: vconns closed because a pause reached its bound (the paused
-    /// client's vconns to the congested server; both ends told).
-    pub pause_closes: u64,
-    /// Total: frames dropped because a pause reached its bound (each was
-    /// the frame that waited; its vconn was closed and both ends told).
-    pub frames_dropped_paused: u64,
-    /// Total: connections closed because their socket took no byte of
-    /// their queue for their idle timeout.
-    pub write_timeouts: u64,
-    /// Total: connections that closed with part of a frame received; the
-    /// part was dropped (nothing of it had been forwarded).
-    pub partial_frames_dropped: u64,
-    /// Total: connections cut because partial frames held more than
-    /// `MaxPartialBytes` and theirs was the furthest from finishing.
-    pub partial_budget_cuts: u64,
-    /// Total: connections closed by socket errors or EOF.
-    pub peer_closes: u64,
-    /// Total: connections the operator closed (`kick`).
-    pub kicked: u64,
-    /// Gauge: snet streams whose link is down, waiting for a reconnect.
-    pub snet_waiting: usize,
-    /// Total: snet streams opened (handshakes done).
-    pub snet_handshakes: u64,
-    /// Total: snet links lost (the stream then waits).
-    pub snet_links_lost: u64,
-    /// Total: snet streams resumed over a new link.
-    pub snet_resumes: u64,
-    /// Total: reconnects for an snet stream that does not exist (or
-    /// expired); the new link was closed.
-    pub snet_resume_unknown: u64,
-    /// Total: reconnects with a wrong digest; the new link was closed.
-    pub snet_resume_bad_digest: u64,
-    /// Total: reconnects whose counters could not be resumed from
-    /// (impossible counts, or bytes no longer in the resend buffer); the
-    /// stream was closed for good.
-    pub snet_resume_failed: u64,
-    /// Total: reconnects refused because the stream reconnected too often.
-    pub snet_resume_flood: u64,
-    /// Total: bad snet requests (a zero public key).
-    pub snet_bad_requests: u64,
-    /// Total: snet streams closed because their link stayed down for the
-    /// wait timeout.
-    pub snet_expired: u64,
+    struct pool: PoolStats;
+    Gauge pool_pages = |s| s.pool.pages, "buffer pool pages mapped";
+    Gauge pool_page_bytes = |s| s.pool.page_bytes, "bytes of buffer pool pages mapped";
+    Gauge pool_chunks_in_use = |s| s.pool.chunks_in_use, "buffer chunks in use";
+    Gauge pool_bytes_in_use = |s| s.pool.bytes_in_use, "bytes of buffer chunks in use";
+    Counter clients_accepted: u64 = "client connections accepted";
+    Counter servers_accepted: u64 = "server connections accepted";
+    Counter servers_authenticated: u64 = "servers that passed the handshake";
+    Counter refused_full: u64 = "connections closed at once because their side was full \
+        (`MaxClients`, `MaxServers`)";
+    Counter refused_per_ip: u64 = "client connections closed at once because their source had \
+        `MaxClientsPerIP` clients already";
+    Counter refused_rate: u64 = "connections closed at once because their source connected \
+        faster than `AcceptRatePerIP`";
+    Counter accept_errors: u64 = "accept errors (e.g. out of descriptors); accepting paused";
+    Counter accept_full: u64 = "times accepting paused because the token range was full";
+    Counter frames_from_clients: u64 = "data frames received from clients";
+    Counter frames_from_servers: u64 = "data frames received from servers";
+    Counter bytes_from_clients: u64 = "bytes read from clients";
+    Counter bytes_from_servers: u64 = "bytes read from servers";
+    Counter bytes_to_clients: u64 = "bytes written to clients";
+    Counter bytes_to_servers: u64 = "bytes written to servers";
+    Counter dials: u64 = "Dial commands received";
+    Counter refused_unknown: u64 = "dials refused because the peer was unknown";
+    Counter refused_limit: u64 = "dials refused because a vconn limit was reached";
+    Counter closes: u64 = "Close commands received";
+    Counter closes_ignored: u64 = "Close commands for vconns the sender does not own, ignored";
+    Counter pings: u64 = "Ping commands answered";
+    Counter frames_on_dead_vconns: u64 = "data frames on vconns that no longer exist, answered \
+        with Close";
+    Counter bad_frames: u64 = "connections closed for a bad frame Length";
+    Counter bad_commands: u64 = "connections closed for a malformed or forbidden command";
+    Counter spoofs: u64 = "connections closed for writing into another's vconn";
+    Counter auth_failures: u64 = "servers that failed the handshake digest";
+    Counter handshake_timeouts: u64 = "servers that did not answer the challenge in time";
+    Counter proxy_headers: u64 = "PROXY headers taken (the connection's real address learned)";
+    Counter bad_proxy_headers: u64 = "connections closed for a bad or missing PROXY header";
+    Counter idle_timeouts: u64 = "connections closed for idleness";
+    Counter slow_consumers: u64 = "connections closed as slow consumers";
+    Counter servers_replaced: u64 = "servers replaced by a newer one with the same ID";
+    Counter paused: u64 = "times a source stopped reading because its destination was congested \
+        (a server over its high-water mark)";
+    Counter pause_timeouts: u64 = "pauses that reached their bound (`Config::max_pause`, at most \
+        half the client idle timeout) with the server still congested";
+    Counter pause_closes: u64 = "vconns closed because a pause reached its bound (the paused \
+        client's vconns to the congested server; both ends told)";
+    Counter frames_dropped_paused: u64 = "frames dropped because a pause reached its bound (each \
+        was the frame that waited; its vconn was closed and both ends told)";
+    Counter write_timeouts: u64 = "connections closed because their socket took no byte of their \
+        queue for their idle timeout";
+    Counter partial_frames_dropped: u64 = "connections that closed with part of a frame \
+        received; the part was dropped (nothing of it had been forwarded)";
+    Counter partial_budget_cuts: u64 = "connections cut because partial frames held more than \
+        `MaxPartialBytes` and theirs was the furthest from finishing";
+    Counter peer_closes: u64 = "connections closed by socket errors or EOF";
+    Counter kicked: u64 = "connections the operator closed (`kick`)";
+    Gauge snet_waiting: usize = "snet streams whose link is down, waiting for a reconnect";
+    Counter snet_handshakes: u64 = "snet streams opened (handshakes done)";
+    Counter snet_links_lost: u64 = "snet links lost (the stream then waits)";
+    Counter snet_resumes: u64 = "snet streams resumed over a new link";
+    Counter snet_resume_unknown: u64 = "reconnects for an snet stream that does not exist (or \
+        expired); the new link was closed";
+    Counter snet_resume_bad_digest: u64 = "reconnects with a wrong digest; the new link was closed";
+    Counter snet_resume_failed: u64 = "reconnects whose counters could not be resumed from \
+        (impossible counts, or bytes no longer in the resend buffer); the stream was closed for \
+        good";
+    Counter snet_resume_flood: u64 = "reconnects refused because the stream reconnected too often";
+    Counter snet_bad_requests: u64 = "bad snet requests (a zero public key)";
+    Counter snet_expired: u64 = "snet streams closed because their link stayed down for the wait \
+        timeout";
 }
 
 impl Stats {
-    /// Every counter and gauge by name, in declaration order.
+    /// Every counter and gauge by name, in [`STAT_FIELDS`]' order.
     pub fn fields(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("clients", self.clients as u64),
-            ("servers", self.servers as u64),
-            ("vconns", self.vconns as u64),
-            ("queued_bytes", self.queued_bytes as u64),
-            ("pool_pages", self.pool.pages as u64),
-            ("pool_page_bytes", self.pool.page_bytes as u64),
-            ("pool_chunks_in_use", self.pool.chunks_in_use as u64),
-            ("pool_bytes_in_use", self.pool.bytes_in_use as u64),
-            ("clients_accepted", self.clients_accepted),
-            ("servers_accepted", self.servers_accepted),
-            ("servers_authenticated", self.servers_authenticated),
-            ("refused_full", self.refused_full),
-            ("refused_per_ip", self.refused_per_ip),
-            ("refused_rate", self.refused_rate),
-            ("accept_errors", self.accept_errors),
-            ("accept_full", self.accept_full),
-            ("frames_from_clients", self.frames_from_clients),
-            ("frames_from_servers", self.frames_from_servers),
-            ("bytes_from_clients", self.bytes_from_clients),
-            ("bytes_from_servers", self.bytes_from_servers),
-            ("bytes_to_clients", self.bytes_to_clients),
-            ("bytes_to_servers", self.bytes_to_servers),
-            ("dials", self.dials),
-            ("refused_unknown", self.refused_unknown),
-            ("refused_limit", self.refused_limit),
-            ("closes", self.closes),
-            ("closes_ignored", self.closes_ignored),
-            ("pings", self.pings),
-            ("frames_on_dead_vconns", self.frames_on_dead_vconns),
-            ("bad_frames", self.bad_frames),
-            ("bad_commands", self.bad_commands),
-            ("spoofs", self.spoofs),
-            ("auth_failures", self.auth_failures),
-            ("handshake_timeouts", self.handshake_timeouts),
-            ("proxy_headers", self.proxy_headers),
-            ("bad_proxy_headers", self.bad_proxy_headers),
-            ("idle_timeouts", self.idle_timeouts),
-            ("slow_consumers", self.slow_consumers),
-            ("servers_replaced", self.servers_replaced),
-            ("paused", self.paused),
-            ("pause_timeouts", self.pause_timeouts),
-            ("pause_closes", self.pause_closes),
-            ("frames_dropped_paused", self.frames_dropped_paused),
-            ("write_timeouts", self.write_timeouts),
-            ("partial_frames_dropped", self.partial_frames_dropped),
-            ("partial_budget_cuts", self.partial_budget_cuts),
-            ("peer_closes", self.peer_closes),
-            ("kicked", self.kicked),
-            ("snet_waiting", self.snet_waiting as u64),
-            ("snet_handshakes", self.snet_handshakes),
-            ("snet_links_lost", self.snet_links_lost),
-            ("snet_resumes", self.snet_resumes),
-            ("snet_resume_unknown", self.snet_resume_unknown),
-            ("snet_resume_bad_digest", self.snet_resume_bad_digest),
-            ("snet_resume_failed", self.snet_resume_failed),
-            ("snet_resume_flood", self.snet_resume_flood),
-            ("snet_bad_requests", self.snet_bad_requests),
-            ("snet_expired", self.snet_expired),
-        ]
+        STAT_FIELDS
+            .iter()
+            .map(|f| (f.name, (f.get)(self)))
+            .collect()
     }
 }
 
@@ -381,5 +357,41 @@ impl TurnHistogram {
             *a += b;
         }
         self.sum += other.sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each figure once, named as its field, read from its own field.
+    #[test]
+    fn the_table_names_each_figure_once_and_reads_its_own_field() {
+        let mut names: Vec<&str> = STAT_FIELDS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "a figure listed twice");
+        let s = Stats {
+            dials: 7,
+            clients: 3,
+            pool: PoolStats {
+                page_bytes: 4096,
+                ..PoolStats::default()
+            },
+            ..Stats::default()
+        };
+        let f = s.fields();
+        let get = |n: &str| f.iter().find(|(name, _)| *name == n).map(|(_, v)| *v);
+        assert_eq!(get("dials"), Some(7));
+        assert_eq!(get("clients"), Some(3));
+        assert_eq!(get("pool_page_bytes"), Some(4096));
+        assert_eq!(f.iter().map(|(_, v)| v).sum::<u64>(), 7 + 3 + 4096);
+        let kind = |n: &str| STAT_FIELDS.iter().find(|f| f.name == n).map(|f| f.kind);
+        assert_eq!(kind("clients"), Some(StatKind::Gauge));
+        assert_eq!(kind("snet_waiting"), Some(StatKind::Gauge));
+        assert_eq!(kind("pool_pages"), Some(StatKind::Gauge));
+        assert_eq!(kind("dials"), Some(StatKind::Counter));
+        assert!(STAT_FIELDS.iter().all(|f| !f.help.is_empty()));
     }
 }
