@@ -2,15 +2,20 @@
 //! Go's `flag` syntax (`-Name=value`, `-Name value`, `--Name=value`, a bare
 //! boolean flag meaning true), mapped onto [`Config`].
 //!
-//! Arguments are first rewritten into the double-dash, `=`-joined form that
+//! Arguments are first rewritten into `--Name value` pairs, the form
 //! `pico-args` reads, then each flag is taken out by name; whatever is left
 //! is an unknown flag.
+//!
+//! Each default is written once: the library's in [`Config::default`], the
+//! command's own (addresses, workers, the pool type) in
+//! [`Options::default`]; `-help` shows them as read back from there, and a
+//! test holds them to `docs/fastway.md`.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
-use super::value::{parse_bool, parse_count, parse_duration, parse_size};
+use super::value::{parse_bool, parse_count, parse_duration, parse_size, show_duration, show_size};
 use crate::config::{AcceptRate, Config, Side, SnetConfig};
 use crate::tls::TlsFiles;
 
@@ -36,8 +41,6 @@ pub struct Flag {
     pub key: &'static str,
     /// What its value is.
     pub kind: Kind,
-    /// The default, as `-help` shows it.
-    pub default: &'static str,
     /// What it does.
     pub help: &'static str,
 }
@@ -47,15 +50,17 @@ impl Flag {
     pub fn name(&self) -> &'static str {
         &self.key[2..]
     }
+
+    /// The default, written as on the command line (what `-help` shows):
+    /// read from [`Options::default`], which takes the library's values
+    /// from [`Config::default`], so each default is written once.
+    pub fn default_value(&self) -> String {
+        shown(&Options::default(), self.name())
+    }
 }
 
-const fn flag(key: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Flag {
-    Flag {
-        key,
-        kind,
-        default,
-        help,
-    }
+const fn flag(key: &'static str, kind: Kind, help: &'static str) -> Flag {
+    Flag { key, kind, help }
 }
 
 /// The environment variable that gives the servers' key when neither
@@ -64,56 +69,56 @@ pub const AUTH_KEY_ENV: &str = "FASTWAY_SERVER_AUTH_KEY";
 
 /// Every flag, in the order `-help` lists them.
 pub const FLAGS: &[Flag] = &[
-    flag("--ReusePort", Kind::Bool, "false", "bind listeners with SO_REUSEPORT so several gateways can share the client port"),
-    flag("--MaxPacket", Kind::Size, "512K", "largest frame Length accepted"),
-    flag("--MaxClients", Kind::Count, "0", "most client connections at once; more are closed at once (0: no limit)"),
-    flag("--MaxClientsPerIP", Kind::Count, "0", "most client connections from one IPv4 address or IPv6 /64 (0: no limit)"),
-    flag("--MaxServers", Kind::Count, "0", "most server connections at once, handshaking ones included (0: no limit)"),
-    flag("--AcceptRatePerIP", Kind::Count, "0", "most new connections per second from one IPv4 address or IPv6 /64, per listener (0: no limit)"),
-    flag("--AcceptBurstPerIP", Kind::Count, "10", "new connections one source may open at once before AcceptRatePerIP applies"),
-    flag("--MaxPartialBytes", Kind::Size, "64M", "most bytes all partly received large frames may hold; past it the peers furthest from finishing are cut (0: no limit)"),
-    flag("--MaxPause", Kind::Duration, "5s", "longest a client waits unread for a congested server before its vconns to that server are closed (at most half ClientIdleTimeout)"),
-    flag("--MemPoolType", Kind::Text, "atom", "buffer pool variant: sync, atom or chan (one pool in a single-threaded reactor; all three mean the same)"),
-    flag("--MemPoolFactor", Kind::Count, "2", "growth factor between pool chunk size classes"),
-    flag("--MemPoolMaxChunk", Kind::Size, "64K", "largest pooled chunk"),
-    flag("--MemPoolMinChunk", Kind::Size, "64", "smallest pooled chunk"),
-    flag("--MemPoolPageSize", Kind::Size, "1M", "size of each pool page from which chunks are cut"),
-    flag("--ClientAddr", Kind::Text, ":0", "address clients connect to"),
-    flag("--ClientTlsCert", Kind::Text, "", "PEM certificate chain: clients connect with TLS (with ClientTlsKey; reloaded on SIGHUP)"),
-    flag("--ClientTlsKey", Kind::Text, "", "PEM private key for ClientTlsCert"),
-    flag("--ClientWsAddr", Kind::Text, "", "address browser clients connect to over WebSocket (off when empty)"),
-    flag("--ClientWsPath", Kind::Text, "/", "the WebSocket request path"),
-    flag("--ClientWsOrigins", Kind::Text, "", "comma-separated Origin values allowed to open a WebSocket (any when empty)"),
-    flag("--ClientWsTlsCert", Kind::Text, "", "PEM certificate chain: the WebSocket listener speaks WSS (with ClientWsTlsKey; reloaded on SIGHUP)"),
-    flag("--ClientWsTlsKey", Kind::Text, "", "PEM private key for ClientWsTlsCert"),
-    flag("--ClientProxyProtocol", Kind::Bool, "false", "clients come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
-    flag("--ClientMaxConn", Kind::Count, "16", "most vconns one client may have"),
-    flag("--ClientBufferSize", Kind::Size, "2K", "read buffer size per client connection"),
-    flag("--ClientIdleTimeout", Kind::Duration, "30s", "close a client silent for this long; clients must ping sooner"),
-    flag("--ClientSendChanSize", Kind::Count, "1000", "most messages queued to one client before it counts as a slow consumer"),
-    flag("--Workers", Kind::Count, "1", "reactor threads (0: one per core); clients share ClientAddr, worker i takes servers on ServerAddr's port + i"),
-    flag("--MetricsAddr", Kind::Text, "", "serve Prometheus metrics at http://ADDR/metrics (e.g. :9100); off when empty"),
-    flag("--ClientSnetEnable", Kind::Bool, "false", "clients speak snet: links that survive reconnects (plain TCP listener)"),
-    flag("--ClientSnetEncrypt", Kind::Bool, "false", "encrypt client snet streams"),
-    flag("--ClientSnetBuffer", Kind::Size, "32K", "snet resend buffer per client connection"),
-    flag("--ClientSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for clients"),
-    flag("--ClientSnetWaitTimeout", Kind::Duration, "60s", "how long a broken client snet link waits for a reconnect"),
-    flag("--ServerAddr", Kind::Text, ":0", "address servers connect to"),
-    flag("--ServerTlsCert", Kind::Text, "", "PEM certificate chain: servers connect with TLS (with ServerTlsKey; reloaded on SIGHUP)"),
-    flag("--ServerTlsKey", Kind::Text, "", "PEM private key for ServerTlsCert"),
-    flag("--ServerTlsClientCA", Kind::Text, "", "PEM CA certificates: servers must present a certificate one of them signed"),
-    flag("--ServerProxyProtocol", Kind::Bool, "false", "servers come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
-    flag("--ServerAuthKey", Kind::Text, "", "shared key servers prove in the handshake (alias: ServerAuthPassword)"),
-    flag("--ServerAuthPassword", Kind::Text, "", "alias of ServerAuthKey"),
-    flag("--ServerAuthKeyFile", Kind::Text, "", "read ServerAuthKey from this file (one line; keeps the key out of ps); the FASTWAY_SERVER_AUTH_KEY environment variable is read when neither is given"),
-    flag("--ServerBufferSize", Kind::Size, "64K", "read buffer size per server connection"),
-    flag("--ServerIdleTimeout", Kind::Duration, "30s", "close a server silent for this long"),
-    flag("--ServerSendChanSize", Kind::Count, "100000", "most messages queued to one server"),
-    flag("--ServerSnetEnable", Kind::Bool, "false", "servers speak snet: links that survive reconnects (plain TCP listener)"),
-    flag("--ServerSnetEncrypt", Kind::Bool, "false", "encrypt server snet streams"),
-    flag("--ServerSnetBuffer", Kind::Size, "1M", "snet resend buffer per server connection"),
-    flag("--ServerSnetInitTimeout", Kind::Duration, "10s", "snet handshake timeout for servers"),
-    flag("--ServerSnetWaitTimeout", Kind::Duration, "60s", "how long a broken server snet link waits for a reconnect"),
+    flag("--ReusePort", Kind::Bool, "bind listeners with SO_REUSEPORT so several gateways can share the client port"),
+    flag("--MaxPacket", Kind::Size, "largest frame Length accepted"),
+    flag("--MaxClients", Kind::Count, "most client connections at once; more are closed at once (0: no limit)"),
+    flag("--MaxClientsPerIP", Kind::Count, "most client connections from one IPv4 address or IPv6 /64 (0: no limit)"),
+    flag("--MaxServers", Kind::Count, "most server connections at once, handshaking ones included (0: no limit)"),
+    flag("--AcceptRatePerIP", Kind::Count, "most new connections per second from one IPv4 address or IPv6 /64, per listener (0: no limit)"),
+    flag("--AcceptBurstPerIP", Kind::Count, "new connections one source may open at once before AcceptRatePerIP applies"),
+    flag("--MaxPartialBytes", Kind::Size, "most bytes all partly received large frames may hold; past it the peers furthest from finishing are cut (0: no limit)"),
+    flag("--MaxPause", Kind::Duration, "longest a client waits unread for a congested server before its vconns to that server are closed (at most half ClientIdleTimeout)"),
+    flag("--MemPoolType", Kind::Text, "buffer pool variant: sync, atom or chan (one pool in a single-threaded reactor; all three mean the same)"),
+    flag("--MemPoolFactor", Kind::Count, "growth factor between pool chunk size classes"),
+    flag("--MemPoolMaxChunk", Kind::Size, "largest pooled chunk"),
+    flag("--MemPoolMinChunk", Kind::Size, "smallest pooled chunk"),
+    flag("--MemPoolPageSize", Kind::Size, "size of each pool page from which chunks are cut"),
+    flag("--ClientAddr", Kind::Text, "address clients connect to"),
+    flag("--ClientTlsCert", Kind::Text, "PEM certificate chain: clients connect with TLS (with ClientTlsKey; reloaded on SIGHUP)"),
+    flag("--ClientTlsKey", Kind::Text, "PEM private key for ClientTlsCert"),
+    flag("--ClientWsAddr", Kind::Text, "address browser clients connect to over WebSocket (off when empty)"),
+    flag("--ClientWsPath", Kind::Text, "the WebSocket request path"),
+    flag("--ClientWsOrigins", Kind::Text, "comma-separated Origin values allowed to open a WebSocket (any when empty)"),
+    flag("--ClientWsTlsCert", Kind::Text, "PEM certificate chain: the WebSocket listener speaks WSS (with ClientWsTlsKey; reloaded on SIGHUP)"),
+    flag("--ClientWsTlsKey", Kind::Text, "PEM private key for ClientWsTlsCert"),
+    flag("--ClientProxyProtocol", Kind::Bool, "clients come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
+    flag("--ClientMaxConn", Kind::Count, "most vconns one client may have"),
+    flag("--ClientBufferSize", Kind::Size, "read buffer size per client connection"),
+    flag("--ClientIdleTimeout", Kind::Duration, "close a client silent for this long; clients must ping sooner"),
+    flag("--ClientSendChanSize", Kind::Count, "most messages queued to one client before it counts as a slow consumer"),
+    flag("--Workers", Kind::Count, "reactor threads (0: one per core); clients share ClientAddr, worker i takes servers on ServerAddr's port + i"),
+    flag("--MetricsAddr", Kind::Text, "serve Prometheus metrics at http://ADDR/metrics (e.g. :9100); off when empty"),
+    flag("--ClientSnetEnable", Kind::Bool, "clients speak snet: links that survive reconnects (plain TCP listener)"),
+    flag("--ClientSnetEncrypt", Kind::Bool, "encrypt client snet streams"),
+    flag("--ClientSnetBuffer", Kind::Size, "snet resend buffer per client connection"),
+    flag("--ClientSnetInitTimeout", Kind::Duration, "snet handshake timeout for clients"),
+    flag("--ClientSnetWaitTimeout", Kind::Duration, "how long a broken client snet link waits for a reconnect"),
+    flag("--ServerAddr", Kind::Text, "address servers connect to"),
+    flag("--ServerTlsCert", Kind::Text, "PEM certificate chain: servers connect with TLS (with ServerTlsKey; reloaded on SIGHUP)"),
+    flag("--ServerTlsKey", Kind::Text, "PEM private key for ServerTlsCert"),
+    flag("--ServerTlsClientCA", Kind::Text, "PEM CA certificates: servers must present a certificate one of them signed"),
+    flag("--ServerProxyProtocol", Kind::Bool, "servers come through a load balancer that starts each connection with a PROXY header (v1 or v2)"),
+    flag("--ServerAuthKey", Kind::Text, "shared key servers prove in the handshake (alias: ServerAuthPassword)"),
+    flag("--ServerAuthPassword", Kind::Text, "alias of ServerAuthKey"),
+    flag("--ServerAuthKeyFile", Kind::Text, "read ServerAuthKey from this file (one line; keeps the key out of ps); the FASTWAY_SERVER_AUTH_KEY environment variable is read when neither is given"),
+    flag("--ServerBufferSize", Kind::Size, "read buffer size per server connection"),
+    flag("--ServerIdleTimeout", Kind::Duration, "close a server silent for this long"),
+    flag("--ServerSendChanSize", Kind::Count, "most messages queued to one server"),
+    flag("--ServerSnetEnable", Kind::Bool, "servers speak snet: links that survive reconnects (plain TCP listener)"),
+    flag("--ServerSnetEncrypt", Kind::Bool, "encrypt server snet streams"),
+    flag("--ServerSnetBuffer", Kind::Size, "snet resend buffer per server connection"),
+    flag("--ServerSnetInitTimeout", Kind::Duration, "snet handshake timeout for servers"),
+    flag("--ServerSnetWaitTimeout", Kind::Duration, "how long a broken server snet link waits for a reconnect"),
 ];
 
 /// Everything the command line decides.
@@ -243,7 +248,10 @@ fn normalize(args: Vec<OsString>) -> Result<Option<Vec<OsString>>, FlagError> {
                 None => return Err(FlagError(format!("flag needs an argument: -{name}"))),
             },
         };
-        out.push(format!("--{name}={value}").into());
+        // `--Name value`, the form pico-args reads first: any value goes
+        // through as given, the empty one (`-Name=`, as Go) included.
+        out.push(format!("--{name}").into());
+        out.push(value.into());
     }
     Ok(Some(out))
 }
@@ -497,6 +505,71 @@ fn nonzero(d: Duration) -> Result<Duration, String> {
     }
 }
 
+/// The value flag `name` has in `o`, written as on the command line (the
+/// reverse of `apply`).
+fn shown(o: &Options, name: &str) -> String {
+    let c = &o.config;
+    let side = usize::from(!name.starts_with("Client"));
+    let limit = |n: Option<usize>| n.unwrap_or(0).to_string();
+    let path = |t: &Option<TlsFiles>, pick: fn(&TlsFiles) -> Option<&std::path::Path>| {
+        t.as_ref()
+            .and_then(pick)
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    let snet = &o.snet[side];
+    match name {
+        "ReusePort" => o.reuse_port.to_string(),
+        "Workers" => o.workers.to_string(),
+        "MaxPacket" => show_size(u64::from(c.max_packet)),
+        "MemPoolType" => o.pool_type.clone(),
+        "MemPoolFactor" => c.pool.factor.to_string(),
+        "MaxClients" => limit(c.client.max_conns),
+        "MaxPartialBytes" => show_size(c.max_partial_bytes.unwrap_or(0) as u64),
+        "MaxServers" => limit(c.server.max_conns),
+        "MaxClientsPerIP" => limit(c.max_clients_per_ip),
+        "AcceptRatePerIP" => c
+            .accept_rate_per_ip
+            .map_or(0, |r| r.per_sec as u64)
+            .to_string(),
+        "AcceptBurstPerIP" => o.accept_burst.to_string(),
+        "MaxPause" => show_duration(c.max_pause),
+        "MemPoolMaxChunk" => show_size(c.pool.max_chunk as u64),
+        "MemPoolMinChunk" => show_size(c.pool.min_chunk as u64),
+        "MemPoolPageSize" => show_size(c.pool.page_size as u64),
+        "ClientAddr" => o.client_addr.clone(),
+        "ServerAddr" => o.server_addr.clone(),
+        "ClientTlsCert" => path(&o.client_tls, |t| Some(&t.cert_chain)),
+        "ClientTlsKey" => path(&o.client_tls, |t| Some(&t.key)),
+        "ClientWsTlsCert" => path(&o.ws_tls, |t| Some(&t.cert_chain)),
+        "ClientWsTlsKey" => path(&o.ws_tls, |t| Some(&t.key)),
+        "ServerTlsCert" => path(&o.server_tls, |t| Some(&t.cert_chain)),
+        "ServerTlsKey" => path(&o.server_tls, |t| Some(&t.key)),
+        "ServerTlsClientCA" => path(&o.server_tls, |t| t.client_ca.as_deref()),
+        "ClientWsAddr" => o.ws_addr.clone().unwrap_or_default(),
+        "ClientWsPath" => o.ws_path.clone(),
+        "ClientWsOrigins" => o.ws_origins.join(","),
+        "MetricsAddr" => o.metrics_addr.clone().unwrap_or_default(),
+        "ClientProxyProtocol" => c.client.proxy_protocol.to_string(),
+        "ServerProxyProtocol" => c.server.proxy_protocol.to_string(),
+        "ClientMaxConn" => c.client.max_vconns.unwrap_or(0).to_string(),
+        "ClientBufferSize" => show_size(c.client.buffer_size as u64),
+        "ServerBufferSize" => show_size(c.server.buffer_size as u64),
+        "ClientIdleTimeout" => show_duration(c.client.idle_timeout),
+        "ServerIdleTimeout" => show_duration(c.server.idle_timeout),
+        "ClientSendChanSize" => c.client.send_queue_msgs.to_string(),
+        "ServerSendChanSize" => c.server.send_queue_msgs.to_string(),
+        "ServerAuthKey" | "ServerAuthPassword" => String::from_utf8_lossy(&c.auth_key).into(),
+        // The file's name is not kept, only the key read from it.
+        "ServerAuthKeyFile" => String::new(),
+        "ClientSnetEnable" | "ServerSnetEnable" => o.snet_on[side].to_string(),
+        "ClientSnetEncrypt" | "ServerSnetEncrypt" => snet.settings.encrypt.to_string(),
+        "ClientSnetBuffer" | "ServerSnetBuffer" => show_size(snet.settings.buffer as u64),
+        "ClientSnetInitTimeout" | "ServerSnetInitTimeout" => show_duration(snet.init_timeout),
+        "ClientSnetWaitTimeout" | "ServerSnetWaitTimeout" => show_duration(snet.wait_timeout),
+        _ => String::new(),
+    }
+}
+
 /// The text `-help` prints: every flag with its default and meaning.
 pub fn usage() -> String {
     let mut s = String::from(
@@ -516,7 +589,7 @@ pub fn usage() -> String {
         s.push_str(&format!("  -{}{kind}\n    \t{}", f.name(), f.help));
         // As Go's flag package: zero values (false, "", 0) are not shown,
         // and only strings are quoted.
-        match (f.kind, f.default) {
+        match (f.kind, f.default_value().as_str()) {
             (_, "" | "false" | "0") => {}
             (Kind::Text, d) => s.push_str(&format!(" (default {d:?})")),
             (_, d) => s.push_str(&format!(" (default {d})")),
@@ -537,71 +610,80 @@ mod tests {
         }
     }
 
-    /// The defaults of the Go command's flags (docs/fastway.md), copied by hand: what `-help`
-    /// prints must match it, and so must the values a bare command runs with.
-    const CLI_MD_DEFAULTS: [(&str, &str); 48] = [
-        ("ReusePort", "false"),
-        ("MaxPacket", "512K"),
-        ("MaxClients", "0"),
-        ("MaxClientsPerIP", "0"),
-        ("MaxServers", "0"),
-        ("AcceptRatePerIP", "0"),
-        ("AcceptBurstPerIP", "10"),
-        ("MaxPartialBytes", "64M"),
-        ("MaxPause", "5s"),
-        ("MemPoolType", "atom"),
-        ("MemPoolFactor", "2"),
-        ("MemPoolMaxChunk", "64K"),
-        ("MemPoolMinChunk", "64"),
-        ("MemPoolPageSize", "1M"),
-        ("ClientAddr", ":0"),
-        ("ClientTlsCert", ""),
-        ("ClientTlsKey", ""),
-        ("ClientWsAddr", ""),
-        ("ClientWsPath", "/"),
-        ("ClientWsOrigins", ""),
-        ("ClientWsTlsCert", ""),
-        ("ClientWsTlsKey", ""),
-        ("ClientProxyProtocol", "false"),
-        ("ClientMaxConn", "16"),
-        ("ClientBufferSize", "2K"),
-        ("ClientIdleTimeout", "30s"),
-        ("ClientSendChanSize", "1000"),
-        ("ClientSnetEnable", "false"),
-        ("ClientSnetEncrypt", "false"),
-        ("ClientSnetBuffer", "32K"),
-        ("ClientSnetInitTimeout", "10s"),
-        ("ClientSnetWaitTimeout", "60s"),
-        ("ServerAddr", ":0"),
-        ("ServerTlsCert", ""),
-        ("ServerTlsKey", ""),
-        ("ServerTlsClientCA", ""),
-        ("ServerProxyProtocol", "false"),
-        ("ServerAuthKey", ""),
-        ("ServerBufferSize", "64K"),
-        ("ServerIdleTimeout", "30s"),
-        ("ServerSendChanSize", "100000"),
-        ("ServerSnetEnable", "false"),
-        ("ServerSnetEncrypt", "false"),
-        ("ServerSnetBuffer", "1M"),
-        ("ServerSnetInitTimeout", "10s"),
-        ("ServerSnetWaitTimeout", "60s"),
-        ("MetricsAddr", ""),
-        ("Workers", "1"),
-    ];
+    /// Every flag docs/fastway.md's tables list, with the default they
+    /// give it (`none` and `empty` written as nothing), read from the page
+    /// itself. A row may name several flags: one default each, in order, or
+    /// one for all.
+    fn documented_defaults() -> Vec<(String, String)> {
+        let page = include_str!("../../docs/fastway.md");
+        let flags = page
+            .split("\n## ")
+            .find(|s| s.starts_with("Flags\n"))
+            .expect("docs/fastway.md has a Flags section");
+        let mut out = Vec::new();
+        for line in flags.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+            let (Some(first), Some(last)) = (cells.first(), cells.last()) else {
+                continue;
+            };
+            let names: Vec<String> = first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect();
+            let values: Vec<String> = last
+                .trim()
+                .split(", ")
+                .map(|v| match v.trim_matches('`') {
+                    "none" | "empty" => String::new(),
+                    v => v.to_string(),
+                })
+                .collect();
+            for (i, name) in names.into_iter().enumerate() {
+                let value = if values.len() == 1 {
+                    &values[0]
+                } else {
+                    &values[i]
+                };
+                out.push((name, value.clone()));
+            }
+        }
+        out
+    }
 
     #[test]
-    fn help_prints_the_defaults_of_cli_md() {
+    fn docs_fastway_md_lists_every_flag_with_the_default_help_prints() {
+        let docs = documented_defaults();
+        assert!(
+            docs.len() >= 48,
+            "only {} flags read from the page",
+            docs.len()
+        );
+        for f in FLAGS {
+            assert!(
+                docs.iter().any(|(n, _)| n == f.name()),
+                "-{} is not in docs/fastway.md",
+                f.name()
+            );
+        }
         let text = usage();
-        for (name, default) in CLI_MD_DEFAULTS {
+        for (name, default) in &docs {
+            let flag = find(name).unwrap_or_else(|| {
+                panic!("docs/fastway.md lists -{name}, which the command does not take")
+            });
+            assert_eq!(
+                &flag.default_value(),
+                default,
+                "-{name}: docs/fastway.md and the command disagree on the default"
+            );
             let at = text
                 .find(&format!("  -{name} "))
                 .or_else(|| text.find(&format!("  -{name}\n")))
                 .unwrap_or_else(|| panic!("-{name} missing from -help"));
             let entry = &text[at..];
             let entry = &entry[..entry[1..].find("\n  -").map_or(entry.len(), |e| e + 1)];
-            let kind = find(name).unwrap().kind;
-            let shown = match (kind, default) {
+            let shown = match (flag.kind, default.as_str()) {
                 (_, "" | "false" | "0") => None,
                 (Kind::Text, d) => Some(format!("(default {d:?})")),
                 (_, d) => Some(format!("(default {d})")),
@@ -617,6 +699,22 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// Every default, given back as a flag, changes nothing: what -help
+    /// shows is what a bare command runs with.
+    #[test]
+    fn each_default_given_as_a_flag_is_a_bare_command() {
+        let args: Vec<String> = FLAGS
+            .iter()
+            // A key file needs a file; its default is no file.
+            .filter(|f| f.name() != "ServerAuthKeyFile")
+            .map(|f| format!("-{}={}", f.name(), f.default_value()))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(run(&args).unwrap(), run(&[]).unwrap());
+        // And the check can fail: a value other than the default shows.
+        assert_ne!(run(&["-MaxPause=4s"]).unwrap(), run(&[]).unwrap());
     }
 
     #[test]
@@ -710,6 +808,10 @@ mod tests {
         assert_eq!(o.config.server.buffer_size, 128 * 1024);
         assert!(!run(&["-ReusePort=false"]).unwrap().reuse_port);
         assert_eq!(run(&["-ServerAuthKey=k"]).unwrap().config.auth_key, b"k");
+        // `-Name=` is the empty value, as in Go.
+        let o = run(&["-ServerAuthKey=k", "-ServerAuthKey=", "-ClientWsOrigins="]).unwrap();
+        assert_eq!(o.config.auth_key, b"");
+        assert!(o.ws_origins.is_empty());
         // A later occurrence wins, as in Go.
         assert_eq!(
             run(&["-ClientMaxConn=2", "-ClientMaxConn=3"])

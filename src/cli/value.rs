@@ -77,9 +77,50 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("invalid number {s:?} (use a whole number)"))
 }
 
+/// Writes a byte count as `parse_size` reads it, with the largest suffix
+/// that divides it (`512K`, `1M`, `64`).
+pub fn show_size(n: u64) -> String {
+    match n {
+        0 => "0".into(),
+        n if n % (1 << 20) == 0 => format!("{}M", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        n => n.to_string(),
+    }
+}
+
+/// Writes a duration as `parse_duration` reads it: whole seconds as `30s`,
+/// anything finer in milliseconds, microseconds or nanoseconds.
+pub fn show_duration(d: Duration) -> String {
+    match d.as_nanos() {
+        n if n % 1_000_000_000 == 0 => format!("{}s", n / 1_000_000_000),
+        n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+        n if n % 1_000 == 0 => format!("{}us", n / 1_000),
+        n => format!("{n}ns"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_values_read_back() {
+        for n in [0, 64, 1000, 2048, 512 * 1024, 1 << 20, 64 << 20, 1536] {
+            assert_eq!(parse_size(&show_size(n)), Ok(n), "{n}");
+        }
+        assert_eq!(show_size(512 * 1024), "512K");
+        assert_eq!(show_size(64 << 20), "64M");
+        for d in [
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            Duration::from_millis(1500),
+            Duration::from_micros(300),
+            Duration::from_nanos(7),
+        ] {
+            assert_eq!(parse_duration(&show_duration(d)), Ok(d), "{d:?}");
+        }
+        assert_eq!(show_duration(Duration::from_secs(60)), "60s");
+    }
 
     #[test]
     fn go_durations() {
