@@ -32,7 +32,7 @@ mod ws_framing;
 use std::path::Path;
 
 /// Runs every input kept for `target`; returns how many there were.
-fn replay(target: &str, run: fn(&[u8])) -> usize {
+fn replay<R>(target: &str, run: fn(&[u8]) -> R) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for dir in [
@@ -46,7 +46,9 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
         files.sort();
         for file in files {
             let data = std::fs::read(&file).unwrap();
-            let outcome = std::panic::catch_unwind(|| run(&data));
+            let outcome = std::panic::catch_unwind(|| {
+                run(&data);
+            });
             assert!(
                 outcome.is_ok(),
                 "{target}: {} breaks a promise",
@@ -102,32 +104,96 @@ fn gateway_core_corpus() {
     kept("gateway_core", replay("gateway_core", gateway_core::run));
 }
 
-/// The checks themselves catch what they are meant to: an input that
-/// cannot be the correct handshake response is refused (`handshake`), and
-/// a garbage input does not slip through the frame decoder's round trip.
+/// The checks run for real on hand-made inputs, accepted and refused
+/// ones: each says what it saw, so a check that returned early or checked
+/// nothing would fail here. Refused inputs are the ones the code under test
+/// must turn down (a wrong digest, a bad frame Length, garbage where a
+/// PROXY header belongs, a forged reconnect).
 #[test]
-fn the_checks_run_on_hand_made_inputs() {
+fn the_checks_run_on_hand_made_inputs_accepted_and_refused() {
+    use gateway_core::Op;
+    use handshake::Verdict;
+
     // Correct response (mode 0), delivered in pieces of 3 and 7 bytes.
-    handshake::run(&[0, 3, 7, 1, 0]);
+    assert_eq!(handshake::run(&[0, 3, 7, 1, 0]), Verdict::Registered);
     // One bit flipped (mode 1), then trailing bytes.
-    handshake::run(&[1, 5, 2, 9, 0, 0xff, 0xee]);
-    // Arbitrary bytes (mode 2), 20 of them.
-    handshake::run(&[
-        2, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
-    ]);
-    frame_decoder::run(&[0, 2, 9, 0, 0, 0, 1, 0, 0, 0, b'h', b'e', b'l', b'l', b'o']);
+    assert_eq!(
+        handshake::run(&[1, 5, 2, 9, 0, 0xff, 0xee]),
+        Verdict::Refused
+    );
+    // Arbitrary bytes (mode 2): 20 of them are judged, fewer wait.
+    let mut garbage = vec![2, 0, 0, 0, 0];
+    garbage.extend(1..=20);
+    assert_eq!(handshake::run(&garbage), Verdict::Refused);
+    assert_eq!(handshake::run(&[2, 0, 0, 0, 0, 1, 2, 3]), Verdict::Waiting);
+    assert_eq!(handshake::run(&[0, 1]), Verdict::NoServer);
+
+    // MaxPacket 16: one frame of Length 9 on conn 1, then one whose Length
+    // is over MaxPacket.
+    let frame = vec![16, 0, 9, 0, 0, 0, 1, 0, 0, 0, b'h', b'e', b'l', b'l', b'o'];
+    assert_eq!(frame_decoder::run(&frame), (1, false));
+    let mut over = frame.clone();
+    over.extend([200, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(frame_decoder::run(&over), (1, true));
+
+    // A Ping (type 5) from either side; an unknown type from neither.
+    assert_eq!(command_decoder::run(&[5]), 2);
+    assert_eq!(command_decoder::run(&[0xee, 1, 2]), 0);
+
+    let v1 = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nafter";
+    assert_eq!(proxy_header::run(v1), Some(v1.len() - 5));
+    assert!(proxy_header::run(
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
+    )
+    .is_some());
+    assert_eq!(proxy_header::run(b"GET / HTTP/1.1\r\n\r\n"), None);
+
+    // WebSocket: an unmasked client frame is refused; frames go out.
+    let (refused, frames) = ws_framing::run(b"\x07\x82\x05hello");
+    assert!(refused);
+    assert_eq!(frames, 7);
+    let (refused, _) = ws_framing::run(b"\x07\x82\x85\x01\x02\x03\x04abcde");
+    assert!(!refused);
+
     // snet: a request, then writes both ways, partial deliveries, a cut
-    // with data in flight and a genuine resume, a forged one.
+    // with data in flight and a genuine resume, then a forged one.
     let mut snet = vec![0u8; 40];
     snet.extend([
         0, 50, 1, 60, 2, 20, 3, 30, 6, 0, 4, 0, 5, 0, 0, 10, 2, 255, 4, 0, 7, 3,
     ]);
-    snet_session::run(&snet);
-    command_decoder::run(&[0, 1, 0, 0, 0]);
-    gateway_core::run(&[0; 64]);
-    ws_framing::run(b"\x07\x09\x00\x00\x00\x01\x00\x00\x00hello\x00\x82\x85");
-    proxy_header::run(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nafter");
-    proxy_header::run(
-        b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
-    );
+    let seen = snet_session::run(&snet);
+    assert_eq!(seen.resumes, 1, "{seen:?}");
+    assert!(seen.ended, "the forged reconnect ends the stream: {seen:?}");
+    // 50 + 10 bytes from the endpoint, 60 from the gateway, all read.
+    assert_eq!(seen.read, (60, 60), "{seen:?}");
+
+    // The core: a server with the right key, one with a wrong key, a
+    // client that dials the first and sends, and a ping.
+    let stats = gateway_core::run_ops(&[
+        Op::Connect { server: true },
+        Op::Handshake {
+            peer: 0,
+            server_id: 1,
+            good_key: true,
+        },
+        Op::Connect { server: true },
+        Op::Handshake {
+            peer: 1,
+            server_id: 2,
+            good_key: false,
+        },
+        Op::Connect { server: false },
+        Op::Dial { peer: 1, remote: 1 },
+        Op::Data {
+            peer: 1,
+            vconn: 0,
+            len: 10,
+        },
+        Op::Ping { peer: 1 },
+    ]);
+    assert_eq!(stats.servers_authenticated, 1, "{stats:?}");
+    assert_eq!(stats.auth_failures, 1, "{stats:?}");
+    assert_eq!(stats.dials, 1, "{stats:?}");
+    assert_eq!(stats.pings, 1, "{stats:?}");
+    assert!(gateway_core::run(&[0; 64]).is_some());
 }

@@ -3,9 +3,11 @@
 
 use uniway::wire::{self, Command, Origin};
 
-/// One fuzz input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// One fuzz input: panics if a promise is broken. Returns how many of the
+/// two origins took the bytes as a command.
+pub fn run(data: &[u8]) -> usize {
     let any = Command::decode(data);
+    let mut taken = 0;
     for origin in [Origin::Endpoint, Origin::Gateway] {
         match Command::decode_from(origin, data) {
             Ok(cmd) => {
@@ -19,10 +21,12 @@ pub fn run(data: &[u8]) {
                     .unwrap();
                 assert!(frame.is_command());
                 assert_eq!(frame.message, data);
+                taken += 1;
             }
             Err(e) => {
                 let _ = e.to_string();
             }
         }
     }
+    taken
 }

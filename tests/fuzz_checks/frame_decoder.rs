@@ -4,13 +4,15 @@
 
 use uniway::wire::{self, Status};
 
-/// One fuzz input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// One fuzz input: panics if a promise is broken. Returns the frames
+/// decoded and whether the decoder refused what followed them.
+pub fn run(data: &[u8]) -> (usize, bool) {
     // The first two bytes pick a MaxPacket so small limits are explored too.
     let (max_packet, mut rest) = match data {
         [a, b, rest @ ..] => (u32::from(u16::from_le_bytes([*a, *b])), rest),
-        _ => return,
+        _ => return (0, false),
     };
+    let mut frames = 0;
     loop {
         match wire::decode_frame(rest, max_packet) {
             Ok(Status::Complete(frame)) => {
@@ -26,11 +28,12 @@ pub fn run(data: &[u8]) {
                     .unwrap();
                 assert_eq!(header.frame_len(), n);
                 rest = &rest[n..];
+                frames += 1;
             }
-            Ok(Status::Partial) => break,
+            Ok(Status::Partial) => return (frames, false),
             Err(e) => {
                 let _ = e.to_string();
-                break;
+                return (frames, true);
             }
         }
     }

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
-use uniway::gateway::Core;
+use uniway::gateway::{Core, Stats};
 use uniway::random::SeededRandom;
 use uniway::transport::{MemPipe, Ready};
 use uniway::wire::{self, Challenge, Command, Origin, Status, CHALLENGE_LEN};
@@ -21,8 +21,9 @@ use uniway::{Config, Side};
 
 const KEY: &[u8] = b"fuzz-key";
 
+/// One step of a run.
 #[derive(Arbitrary, Debug)]
-enum Op {
+pub enum Op {
     Connect {
         server: bool,
     },
@@ -152,11 +153,18 @@ fn pick<T: Copy>(items: &[T], i: u8) -> Option<T> {
 }
 
 /// One fuzz input, decoded into operations the way `fuzz_target!` decodes
-/// a typed input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// a typed input: panics if a promise is broken. Returns the core's stats
+/// at the end (none if the input decodes to no operations).
+pub fn run(data: &[u8]) -> Option<Stats> {
     let Ok(ops) = Vec::<Op>::arbitrary_take_rest(Unstructured::new(data)) else {
-        return;
+        return None;
     };
+    Some(run_ops(&ops))
+}
+
+/// A run of `ops`: panics if a promise is broken; returns the core's stats
+/// at the end.
+pub fn run_ops(ops: &[Op]) -> Stats {
     // Seeded: an input replays exactly, challenges included.
     let random = Box::new(SeededRandom::new(0x5eed_0003));
     let mut core: Core<MemPipe> = Core::with_random(config(), 64, random);
@@ -301,6 +309,7 @@ pub fn run(data: &[u8]) {
     let stats = core.stats();
     assert_eq!(stats.vconns, 0);
     assert_eq!(stats.pool.chunks_in_use, 0, "buffers leaked");
+    stats
 }
 
 fn step(core: &mut Core<MemPipe>, peers: &mut [Peer], now: Instant) {

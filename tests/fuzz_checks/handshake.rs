@@ -16,11 +16,25 @@ use uniway::{Config, Side};
 
 const KEY: &[u8] = b"handshake-fuzz-key";
 
-/// One fuzz input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// What the gateway made of a server's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The input was too short to make a server of.
+    NoServer,
+    /// Fewer bytes than a response: still waiting, neither let in nor cut.
+    Waiting,
+    /// Let in.
+    Registered,
+    /// Cut for a wrong digest.
+    Refused,
+}
+
+/// One fuzz input: panics if a promise is broken. Returns what the
+/// gateway made of the answer.
+pub fn run(data: &[u8]) -> Verdict {
     decoders(data);
     let [mode, split_a, split_b, id0, id1, rest @ ..] = data else {
-        return;
+        return Verdict::NoServer;
     };
     let cfg = Config {
         auth_key: KEY.to_vec(),
@@ -78,7 +92,7 @@ pub fn run(data: &[u8]) {
             !closed.contains(&CloseReason::AuthFailed),
             "judged on a partial response"
         );
-        return;
+        return Verdict::Waiting;
     }
     if correct {
         assert_eq!(
@@ -86,6 +100,7 @@ pub fn run(data: &[u8]) {
             "a correct response was refused"
         );
         assert!(!closed.contains(&CloseReason::AuthFailed));
+        Verdict::Registered
     } else {
         assert_eq!(
             stats.servers_authenticated, 0,
@@ -93,6 +108,7 @@ pub fn run(data: &[u8]) {
         );
         assert_eq!(stats.auth_failures, 1);
         assert_eq!(closed, vec![CloseReason::AuthFailed]);
+        Verdict::Refused
     }
 }
 

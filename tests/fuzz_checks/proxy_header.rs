@@ -5,29 +5,32 @@
 
 use uniway::gateway::proxy::{parse, Parsed};
 
-/// One fuzz input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// One fuzz input: panics if a promise is broken. Returns the length of
+/// the header accepted, if one was.
+pub fn run(data: &[u8]) -> Option<usize> {
     let whole = parse(data);
-    if let Parsed::Header { len, source } = &whole {
-        assert!(
-            *len > 0 && *len <= data.len(),
-            "{len} of {} bytes",
-            data.len()
-        );
-        let alone = parse(&data[..*len]);
-        assert_eq!(
-            alone,
-            Parsed::Header {
-                len: *len,
-                source: *source
-            }
-        );
-        for cut in 0..*len {
-            assert_eq!(
-                parse(&data[..cut]),
-                Parsed::Incomplete,
-                "cut at {cut} of {len}"
-            );
+    let Parsed::Header { len, source } = &whole else {
+        return None;
+    };
+    assert!(
+        *len > 0 && *len <= data.len(),
+        "{len} of {} bytes",
+        data.len()
+    );
+    let alone = parse(&data[..*len]);
+    assert_eq!(
+        alone,
+        Parsed::Header {
+            len: *len,
+            source: *source
         }
+    );
+    for cut in 0..*len {
+        assert_eq!(
+            parse(&data[..cut]),
+            Parsed::Incomplete,
+            "cut at {cut} of {len}"
+        );
     }
+    Some(*len)
 }

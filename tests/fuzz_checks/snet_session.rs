@@ -57,8 +57,21 @@ fn deliver(from: &mut Side, to: &mut Side, n: usize) {
     to.link.send(&bytes);
 }
 
-/// One fuzz input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// What one input did: bytes each side read, and reconnects resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seen {
+    /// Bytes the gateway side read, then the endpoint side.
+    pub read: (usize, usize),
+    /// Reconnects that resumed the stream.
+    pub resumes: usize,
+    /// Whether the stream ended at a reconnect (a forged one, or one that
+    /// could not be resumed).
+    pub ended: bool,
+}
+
+/// One fuzz input: panics if a promise is broken. Returns what it did.
+pub fn run(data: &[u8]) -> Seen {
+    let mut seen = Seen::default();
     // The first byte's low bit turns encryption on (encrypted writes go
     // through the ring; plain ones straight to the link).
     let settings = SnetSettings {
@@ -115,8 +128,10 @@ pub fn run(data: &[u8]) {
                 gw.wire.clear();
                 let forge = op % 8 == 7;
                 if !resume(&mut gw, &mut ep, settings, forge, arg) {
-                    return;
+                    seen.ended = true;
+                    break;
                 }
+                seen.resumes += 1;
             }
             _ => unreachable!(),
         }
@@ -128,6 +143,8 @@ pub fn run(data: &[u8]) {
             );
         }
     }
+    seen.read = (gw.read.len(), ep.read.len());
+    seen
 }
 
 /// The endpoint redials; `false` if the stream is over (and rightly so).

@@ -115,10 +115,11 @@ fn messages(mut wire: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     (out, controls)
 }
 
-/// One fuzz input: panics if a promise is broken.
-pub fn run(data: &[u8]) {
+/// One fuzz input: panics if a promise is broken. Returns whether the
+/// arbitrary bytes were refused, and the uniway frames written through.
+pub fn run(data: &[u8]) -> (bool, usize) {
     let Some((&seed, body)) = data.split_first() else {
-        return;
+        return (false, 0);
     };
     let sizes = |k: u8| {
         body.iter()
@@ -204,4 +205,5 @@ pub fn run(data: &[u8]) {
         pos += f.write(&mut sink, &bufs).0;
     }
     assert_eq!(messages(&sink.out).0, frames);
+    (a_end == End::Refused, frames.len())
 }
