@@ -31,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
 
 pub mod buf;
 #[cfg(feature = "cli")]

@@ -40,14 +40,50 @@ impl Default for PoolConfig {
     }
 }
 
+/// No buffer page could be mapped: the system is out of memory (or of
+/// mappings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolError {
+    /// The bytes the page was to hold.
+    pub bytes: usize,
+    /// What the operating system said.
+    pub kind: std::io::ErrorKind,
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot map a {}-byte buffer page: {}",
+            self.bytes, self.kind
+        )
+    }
+}
+
+impl std::error::Error for PoolError {}
+
 /// A handle to a checked-out buffer. It must be given back with
-/// [`Pool::put`]; a dropped handle only leaks its bytes into its page.
+/// [`Pool::put`]; a handle dropped while its pool lives is caught in debug
+/// builds (its bytes would stay taken in its page).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Chunk {
     page: u32,
     offset: u32,
     size: u32,
     class: u8,
+}
+
+impl Drop for Chunk {
+    /// A chunk goes back through [`Pool::put`], which consumes it without
+    /// running this; one dropped any other way would stay taken in its
+    /// page for as long as the pool lives, so debug builds stop there.
+    fn drop(&mut self) {
+        debug_assert!(
+            std::thread::panicking(),
+            "a buffer chunk ({} bytes) was dropped without going back to its pool",
+            self.size
+        );
+    }
 }
 
 impl Chunk {
@@ -106,6 +142,16 @@ pub struct Pool {
     stats: PoolStats,
 }
 
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("page_size", &self.page_size)
+            .field("classes", &self.classes.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pool {
     /// A pool with the given parameters; no memory is allocated until used.
     pub fn new(cfg: &PoolConfig) -> Pool {
@@ -133,11 +179,11 @@ impl Pool {
 
     /// A new zeroed page of `len` bytes. Out of memory is fatal, as it is
     /// for any allocation.
-    fn new_page(&mut self, len: usize, class: u8) -> u32 {
-        let mem = match MmapMut::map_anon(len.max(1)) {
-            Ok(m) => m,
-            Err(e) => panic!("cannot map a {len}-byte buffer page: {e}"),
-        };
+    fn new_page(&mut self, len: usize, class: u8) -> Result<u32, PoolError> {
+        let mem = MmapMut::map_anon(len.max(1)).map_err(|e| PoolError {
+            bytes: len,
+            kind: e.kind(),
+        })?;
         self.stats.pages += 1;
         self.stats.page_bytes += len;
         let key = self.pages.insert(Page {
@@ -149,7 +195,7 @@ impl Pool {
             self.uses.resize(key + 1, 0);
         }
         self.uses[key] = 0;
-        key as u32
+        Ok(key as u32)
     }
 
     /// Gives back to the operating system the pages that were empty at
@@ -206,21 +252,22 @@ impl Pool {
         (i < self.classes.len()).then_some(i)
     }
 
-    /// Checks out a chunk of at least `min` bytes.
-    pub fn get(&mut self, min: usize) -> Chunk {
+    /// Checks out a chunk of at least `min` bytes; fails only when a new
+    /// page is needed and cannot be mapped.
+    pub fn get(&mut self, min: usize) -> Result<Chunk, PoolError> {
         let Some(class) = self.class_for(min) else {
-            let page = self.new_page(min, OWN_PAGE);
-            return self.checked_out(Chunk {
+            let page = self.new_page(min, OWN_PAGE)?;
+            return Ok(self.checked_out(Chunk {
                 page,
                 offset: 0,
                 size: min as u32,
                 class: OWN_PAGE,
-            });
+            }));
         };
         let size = self.classes[class].size;
         if self.classes[class].free.is_empty() {
             let count = (self.page_size / size).max(1);
-            let page = self.new_page(count * size, class as u8);
+            let page = self.new_page(count * size, class as u8)?;
             let free = &mut self.classes[class].free;
             free.extend((0..count).rev().map(|i| (page, (i * size) as u32)));
         }
@@ -228,12 +275,12 @@ impl Pool {
             .free
             .pop()
             .unwrap_or_else(|| unreachable!("class refilled above"));
-        self.checked_out(Chunk {
+        Ok(self.checked_out(Chunk {
             page,
             offset,
             size: size as u32,
             class: class as u8,
-        })
+        }))
     }
 
     fn checked_out(&mut self, c: Chunk) -> Chunk {
@@ -253,6 +300,7 @@ impl Pool {
 
     /// Gives a chunk back.
     pub fn put(&mut self, c: Chunk) {
+        let c = std::mem::ManuallyDrop::new(c);
         self.stats.chunks_in_use -= 1;
         self.stats.bytes_in_use -= c.size();
         if c.class == OWN_PAGE {
@@ -294,6 +342,24 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "dropped without going back to its pool")]
+    fn a_chunk_dropped_without_going_back_is_caught() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let chunk = pool.get(64).expect("memory");
+        drop(chunk);
+    }
+
+    #[test]
+    fn a_page_that_cannot_be_mapped_is_an_error() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let e = pool.get(1 << 46).unwrap_err();
+        assert_eq!(e.bytes, 1 << 46);
+        assert!(e.to_string().contains("buffer page"), "{e}");
+        assert_eq!(pool.stats(), PoolStats::default());
+    }
+
+    #[test]
     fn classes_grow_by_factor_and_cap_at_max() {
         let pool = Pool::new(&PoolConfig::default());
         let sizes: Vec<usize> = pool.classes.iter().map(|c| c.size).collect();
@@ -307,8 +373,8 @@ mod tests {
     #[test]
     fn chunks_are_cut_from_one_page_and_reused() {
         let mut pool = Pool::new(&PoolConfig::default());
-        let a = pool.get(2048);
-        let b = pool.get(2000);
+        let a = pool.get(2048).expect("memory");
+        let b = pool.get(2000).expect("memory");
         assert_eq!(a.page, b.page);
         assert_ne!(a.offset, b.offset);
         assert_eq!(pool.stats().pages, 1);
@@ -318,7 +384,7 @@ mod tests {
         assert!(pool.bytes(&b).iter().all(|&x| x == 0));
         let a_at = (a.page, a.offset);
         pool.put(a);
-        let c = pool.get(1500);
+        let c = pool.get(1500).expect("memory");
         assert_eq!((c.page, c.offset), a_at);
         pool.put(b);
         pool.put(c);
@@ -335,7 +401,7 @@ mod tests {
         };
         let mut pool = Pool::new(&cfg);
         // A burst: 64 chunks of 1 KiB take 16 pages.
-        let burst: Vec<Chunk> = (0..64).map(|_| pool.get(1024)).collect();
+        let burst: Vec<Chunk> = (0..64).map(|_| pool.get(1024).expect("memory")).collect();
         assert_eq!(pool.stats().pages, 16);
         assert_eq!(pool.trim(), 0, "nothing is empty");
         assert!(!pool.wants_trim());
@@ -351,7 +417,7 @@ mod tests {
         assert!(!pool.wants_trim(), "one spare is not worth a trim");
         // The free list lost the released pages: new chunks come from the
         // two pages left, then from a fresh page.
-        let again: Vec<Chunk> = (0..8).map(|_| pool.get(1024)).collect();
+        let again: Vec<Chunk> = (0..8).map(|_| pool.get(1024).expect("memory")).collect();
         assert_eq!(pool.stats().pages, 3);
         for c in &again {
             pool.bytes_mut(c).fill(1);
@@ -359,7 +425,7 @@ mod tests {
         // A page used again between trims is not released.
         again.into_iter().for_each(|c| pool.put(c));
         assert_eq!(pool.trim(), 0);
-        let c = pool.get(1024);
+        let c = pool.get(1024).expect("memory");
         assert_eq!(pool.trim(), 0, "a page just used again stays");
         pool.put(c);
         pool.put(kept);
@@ -372,7 +438,7 @@ mod tests {
     #[test]
     fn oversize_chunks_get_their_own_page_and_free_it() {
         let mut pool = Pool::new(&PoolConfig::default());
-        let big = pool.get(200_000);
+        let big = pool.get(200_000).expect("memory");
         assert_eq!(big.size(), 200_000);
         assert_eq!(pool.stats().page_bytes, 200_000);
         pool.put(big);

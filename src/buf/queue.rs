@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use super::pool::{Chunk, Pool};
+use super::pool::{Chunk, Pool, PoolError};
 
 /// Most chunks handed to one vectored write.
 pub const MAX_IOV: usize = 64;
@@ -54,16 +54,38 @@ impl WriteQueue {
     }
 
     /// Appends bytes, taking chunks of `chunk_size` bytes (or the pool's
-    /// nearest class) from `pool` as needed.
-    pub fn push(&mut self, pool: &mut Pool, mut data: &[u8], chunk_size: usize) {
-        self.bytes += data.len();
+    /// nearest class) from `pool` as needed. All or nothing: without memory
+    /// for the chunks it needs, nothing is appended.
+    pub fn push(
+        &mut self,
+        pool: &mut Pool,
+        mut data: &[u8],
+        chunk_size: usize,
+    ) -> Result<(), PoolError> {
+        let len = data.len();
+        let entries_before = self.entries.len();
+        let tail_end_before = self.entries.back().map(|e| e.end);
         while !data.is_empty() {
             let tail_room = self
                 .entries
                 .back()
                 .map_or(0, |e| e.chunk.size() - e.end as usize);
             if tail_room == 0 {
-                let chunk = pool.get(chunk_size.max(1));
+                let chunk = match pool.get(chunk_size.max(1)) {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        while self.entries.len() > entries_before {
+                            if let Some(e) = self.entries.pop_back() {
+                                pool.put(e.chunk);
+                            }
+                        }
+                        if let (Some(end), Some(tail)) = (tail_end_before, self.entries.back_mut())
+                        {
+                            tail.end = end;
+                        }
+                        return Err(e);
+                    }
+                };
                 self.entries.push_back(Entry {
                     chunk,
                     start: 0,
@@ -81,6 +103,8 @@ impl WriteQueue {
             tail.end += n as u32;
             data = &data[n..];
         }
+        self.bytes += len;
+        Ok(())
     }
 
     /// Marks the end of a message: the bytes pushed since the last mark.
@@ -204,6 +228,32 @@ mod tests {
         }
     }
 
+    /// Without memory for the chunks a push needs, nothing of it is
+    /// queued: the queue holds exactly what it held, frame boundaries kept.
+    #[test]
+    fn a_push_without_memory_queues_nothing() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let mut q = WriteQueue::new();
+        q.push(&mut pool, &[1; 100], 64).expect("memory");
+        q.end_message();
+        let before = (q.bytes(), q.msgs(), pool.stats());
+        // The tail has room for 28 bytes; the rest would need a 2^46-byte
+        // chunk of its own page.
+        let e = q.push(&mut pool, &[2; 1000], 1 << 46).unwrap_err();
+        assert_eq!(e.bytes, 1 << 46);
+        assert_eq!((q.bytes(), q.msgs(), pool.stats()), before);
+        let mut out = Vec::new();
+        q.write_with(&mut pool, |bufs| {
+            for b in bufs {
+                out.extend_from_slice(b);
+            }
+            (out.len(), ())
+        });
+        assert_eq!(out, vec![1; 100]);
+        q.release(&mut pool);
+        assert_eq!(pool.stats().chunks_in_use, 0);
+    }
+
     #[test]
     fn bytes_come_out_in_order_across_chunks_and_chunks_go_back() {
         let mut pool = Pool::new(&PoolConfig::default());
@@ -211,7 +261,7 @@ mod tests {
         let mut expect = Vec::new();
         for i in 0..200u32 {
             let msg: Vec<u8> = (0..=(i % 97)).map(|b| (b ^ i) as u8).collect();
-            q.push(&mut pool, &msg, 64);
+            q.push(&mut pool, &msg, 64).expect("memory");
             q.end_message();
             expect.extend_from_slice(&msg);
         }
@@ -238,14 +288,14 @@ mod tests {
     fn append_moves_chunks_and_counts() {
         let mut pool = Pool::new(&PoolConfig::default());
         let (mut a, mut b) = (WriteQueue::new(), WriteQueue::new());
-        a.push(&mut pool, b"abc", 64);
+        a.push(&mut pool, b"abc", 64).expect("memory");
         a.end_message();
-        b.push(&mut pool, &[9; 100], 64);
+        b.push(&mut pool, &[9; 100], 64).expect("memory");
         b.end_message();
         a.append(&mut b);
         assert!(b.is_empty() && b.chunks() == 0 && b.msgs() == 0);
         assert_eq!((a.bytes(), a.msgs(), a.chunks()), (103, 2, 3));
-        a.push(&mut pool, b"z", 64);
+        a.push(&mut pool, b"z", 64).expect("memory");
         let mut out = Trickle {
             out: Vec::new(),
             cap: usize::MAX,
@@ -264,7 +314,7 @@ mod tests {
     fn release_returns_everything() {
         let mut pool = Pool::new(&PoolConfig::default());
         let mut q = WriteQueue::new();
-        q.push(&mut pool, &[1; 1000], 256);
+        q.push(&mut pool, &[1; 1000], 256).expect("memory");
         q.end_message();
         assert_eq!(pool.stats().chunks_in_use, 4);
         q.release(&mut pool);

@@ -2,7 +2,7 @@
 //! yet processed. It is checked out when a read is about to happen and given
 //! back as soon as it is empty, so an idle connection holds no chunk.
 
-use super::pool::{Chunk, Pool};
+use super::pool::{Chunk, Pool, PoolError};
 
 /// Bytes read from a connection and not yet consumed.
 #[derive(Debug, Default)]
@@ -45,14 +45,19 @@ impl ReadBuf {
     /// moving the unconsumed bytes to the front. `size` is the chunk size to
     /// check out. `read` gets the free space and answers the bytes it put
     /// there, with whatever it wants to say about the source; the chunk
-    /// goes back if nothing is held afterwards.
+    /// goes back if nothing is held afterwards. Fails, reading nothing, if
+    /// no chunk can be had.
     pub fn fill_with<S>(
         &mut self,
         pool: &mut Pool,
         size: usize,
         read: impl FnOnce(&mut [u8]) -> (usize, S),
-    ) -> (usize, S) {
-        let chunk = self.chunk.get_or_insert_with(|| pool.get(size));
+    ) -> Result<(usize, S), PoolError> {
+        let chunk = match self.chunk.take() {
+            Some(c) => c,
+            None => pool.get(size)?,
+        };
+        let chunk = self.chunk.insert(chunk);
         let buf = pool.bytes_mut(chunk);
         if self.end as usize == buf.len() && self.start > 0 {
             buf.copy_within(self.start as usize..self.end as usize, 0);
@@ -67,7 +72,7 @@ impl ReadBuf {
         if self.is_empty() {
             self.release(pool);
         }
-        (n, status)
+        Ok((n, status))
     }
 
     /// Whether the buffer has no room left even after compaction.
@@ -79,7 +84,8 @@ impl ReadBuf {
 
     /// Moves the unconsumed bytes into a chunk of `size` bytes if they fit
     /// and the chunk held now is larger, so a connection waiting for the rest
-    /// of a frame keeps no more than its configured buffer.
+    /// of a frame keeps no more than its configured buffer. (Without memory
+    /// for the smaller chunk, the larger one is kept.)
     pub fn shrink(&mut self, pool: &mut Pool, size: usize) {
         let Some(c) = &self.chunk else {
             return;
@@ -87,7 +93,9 @@ impl ReadBuf {
         if c.size() <= pool.chunk_size_for(size) || self.len() > size {
             return;
         }
-        let small = pool.get(size);
+        let Ok(small) = pool.get(size) else {
+            return;
+        };
         let (start, end) = (self.start as usize, self.end as usize);
         let mut tmp = [0u8; 256];
         // The two chunks are both in the pool; copy through the stack in
@@ -141,13 +149,13 @@ mod tests {
         };
         assert_eq!(
             rb.fill_with(&mut pool, 128, |b| read(&mut src, b)),
-            (128, true)
+            Ok((128, true))
         );
         assert!(rb.is_full(&pool));
         rb.consume(&mut pool, 100);
         assert_eq!(
             rb.fill_with(&mut pool, 128, |b| read(&mut src, b)),
-            (72, false)
+            Ok((72, false))
         );
         assert_eq!(rb.len(), 100);
         assert!(rb.data(&pool).iter().all(|&b| b == 7));
@@ -156,7 +164,8 @@ mod tests {
         assert_eq!(pool.stats().chunks_in_use, 0);
         // A leftover in a large chunk moves to a small one.
         let mut src: &[u8] = &[9u8; 1000];
-        rb.fill_with(&mut pool, 4096, |b| read(&mut src, b));
+        rb.fill_with(&mut pool, 4096, |b| read(&mut src, b))
+            .expect("memory");
         rb.consume(&mut pool, 900);
         rb.shrink(&mut pool, 128);
         assert_eq!(rb.data(&pool), &[9u8; 100][..]);
@@ -165,7 +174,7 @@ mod tests {
         // A read of nothing (EOF, or WouldBlock) holds no chunk afterwards.
         assert_eq!(
             rb.fill_with(&mut pool, 128, |b| read(&mut src, b)),
-            (0, false)
+            Ok((0, false))
         );
         assert!(!rb.holds_chunk());
     }

@@ -161,6 +161,15 @@ pub struct MetricsServer {
     scrapes: Slab<Scrape>,
 }
 
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("range", &self.range)
+            .field("scrapes", &self.scrapes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MetricsServer {
     /// Serves on `listener`, registered with `registry` under the first
     /// token of `range` (the others are for scrapes in progress).

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::EndpointConfig;
 use crate::snet::SnetError;
@@ -234,6 +234,22 @@ pub struct Endpoint {
     ping_sent: Option<Instant>,
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("role", &self.role)
+            .field("phase", &self.phase)
+            .field("vconns", &self.vconns.len())
+            .field(
+                "dials_pending",
+                &self.dials.values().map(VecDeque::len).sum::<usize>(),
+            )
+            .field("output_bytes", &self.out.len())
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Endpoint {
     /// A new endpoint in `role`; `cfg` must have passed `validate`.
     pub fn new(role: Role, cfg: EndpointConfig, now: Instant) -> Endpoint {
@@ -306,6 +322,7 @@ impl Endpoint {
     }
 
     /// Takes all waiting output.
+    #[must_use = "the bytes taken must be written to the gateway"]
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.out)
     }
@@ -503,8 +520,18 @@ impl Endpoint {
         Ok(())
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is next needed.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// How long the caller may wait, from `now`, before
+    /// [`handle_timeout`](Self::handle_timeout) is needed (zero when it is
+    /// due): the same signature as the gateway's and the driver's.
+    #[must_use]
+    pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        self.deadline().map(|at| at.saturating_duration_since(now))
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next needed, for a
+    /// caller that combines the deadlines of several endpoints.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
         if self.failure.is_some() {
             return None;
         }

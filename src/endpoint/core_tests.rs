@@ -178,7 +178,12 @@ fn keep_alive_pings_and_the_callback_decides() {
         ..EndpointConfig::default()
     };
     let mut e = Endpoint::new(Role::Client, cfg, t0);
-    assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    assert_eq!(e.deadline(), Some(t0 + Duration::from_secs(10)));
+    assert_eq!(e.poll_timeout(t0), Some(Duration::from_secs(10)));
+    assert_eq!(
+        e.poll_timeout(t0 + Duration::from_secs(11)),
+        Some(Duration::ZERO)
+    );
     e.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
     assert_eq!(e.take_output(), bytes(&[Command::Ping]));
     // Answered in time: no callback.

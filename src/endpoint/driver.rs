@@ -105,6 +105,16 @@ pub struct EndpointDriver {
     scratch: Vec<u8>,
 }
 
+impl std::fmt::Debug for EndpointDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointDriver")
+            .field("range", &self.range)
+            .field("endpoints", &self.slots.len())
+            .field("events_pending", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl EndpointDriver {
     /// A driver using the tokens of `range`.
     pub fn new(range: TokenRange) -> EndpointDriver {
@@ -300,13 +310,14 @@ impl EndpointDriver {
     }
 
     /// How long the caller's poll may sleep.
+    #[must_use]
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.active.is_empty() || !self.events.is_empty() {
             return Some(Duration::ZERO);
         }
         self.slots
             .iter()
-            .flat_map(|(_, s)| [s.ep.poll_timeout(), s.redial_due()])
+            .flat_map(|(_, s)| [s.ep.deadline(), s.redial_due()])
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(now))
@@ -321,7 +332,7 @@ impl EndpointDriver {
             .slots
             .iter()
             .filter(|(_, s)| {
-                [s.ep.poll_timeout(), s.redial_due()]
+                [s.ep.deadline(), s.redial_due()]
                     .into_iter()
                     .flatten()
                     .any(|at| at <= now)

@@ -37,6 +37,16 @@ pub struct GatewayLinks {
     links: Vec<Link>,
 }
 
+impl std::fmt::Debug for GatewayLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let addrs: Vec<SocketAddr> = self.links.iter().map(|l| l.addr).collect();
+        f.debug_struct("GatewayLinks")
+            .field("server_id", &self.cfg.server_id)
+            .field("gateways", &addrs)
+            .finish_non_exhaustive()
+    }
+}
+
 impl GatewayLinks {
     /// Links for server `cfg.server_id` to the gateways at `addrs` (their
     /// server addresses); the first attempts are due at once.

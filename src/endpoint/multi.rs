@@ -43,6 +43,14 @@ pub struct MultiServer<F: MsgFormat = Raw> {
     threads: Vec<JoinHandle<()>>,
 }
 
+impl<F: MsgFormat> std::fmt::Debug for MultiServer<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiServer")
+            .field("gateways", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MultiServer<Raw> {
     /// Links server `cfg.server_id` to every gateway in `addrs` (their
     /// server addresses), with raw-bytes messages. Returns at once; links

@@ -123,13 +123,13 @@ pub(crate) struct Admission {
 
 impl Admission {
     /// Live connections on `side`.
-    pub fn live(&self, side: Side) -> usize {
+    pub(super) fn live(&self, side: Side) -> usize {
         self.live[side.index()]
     }
 
     /// Decides on a new connection from `ip` on `side`; if admitted, it is
     /// counted until [`released`](Self::released).
-    pub fn admit(
+    pub(super) fn admit(
         &mut self,
         cfg: &Config,
         side: Side,
@@ -144,7 +144,7 @@ impl Admission {
 
     /// The per-side limit alone, for a connection whose source is not known
     /// yet (behind a load balancer, before its PROXY header).
-    pub fn admit_side(&mut self, cfg: &Config, side: Side) -> Result<(), Refusal> {
+    pub(super) fn admit_side(&mut self, cfg: &Config, side: Side) -> Result<(), Refusal> {
         if let Some(limit) = cfg.side(side).max_conns {
             if self.live[side.index()] >= limit {
                 return Err(Refusal::Full { side, limit });
@@ -156,7 +156,7 @@ impl Admission {
 
     /// The per-source limits, once the source is known; its side was
     /// admitted already.
-    pub fn admit_source(
+    pub(super) fn admit_source(
         &mut self,
         cfg: &Config,
         side: Side,
@@ -209,7 +209,7 @@ impl Admission {
 
     /// A connection admitted from `ip` on `side` is gone; `source` says
     /// whether its source had been admitted too.
-    pub fn released(&mut self, side: Side, ip: IpAddr, source: bool) {
+    pub(super) fn released(&mut self, side: Side, ip: IpAddr, source: bool) {
         self.live[side.index()] = self.live[side.index()].saturating_sub(1);
         if source {
             self.forget_source(side, ip);
@@ -218,7 +218,7 @@ impl Admission {
 
     /// Gives back a source admitted by [`admit_source`](Self::admit_source)
     /// for a connection that will close as if it never was.
-    pub fn forget_source(&mut self, side: Side, ip: IpAddr) {
+    pub(super) fn forget_source(&mut self, side: Side, ip: IpAddr) {
         if side == Side::Client {
             let source = Source::of(ip);
             if let Some(n) = self.clients_per_source.get_mut(&source) {
@@ -246,7 +246,7 @@ impl Admission {
 
     /// Sources tracked (per-source counts, buckets), for tests.
     #[cfg(test)]
-    pub fn tracked(&self) -> (usize, usize) {
+    pub(crate) fn tracked(&self) -> (usize, usize) {
         (self.clients_per_source.len(), self.buckets.len())
     }
 }

@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 /// Lines allowed per window.
-pub const LINES_PER_WINDOW: u32 = 20;
+pub(super) const LINES_PER_WINDOW: u32 = 20;
 /// The length of a window.
-pub const WINDOW: Duration = Duration::from_secs(1);
+pub(super) const WINDOW: Duration = Duration::from_secs(1);
 
 /// Counts the lines of the current window.
 #[derive(Debug, Default)]
@@ -24,7 +24,7 @@ pub(crate) struct LogLimit {
 impl LogLimit {
     /// Whether one more line may be written at `now`; a line that may not
     /// is counted as suppressed.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    pub(super) fn allow(&mut self, now: Instant) -> bool {
         self.roll(now);
         if self.used < LINES_PER_WINDOW {
             self.used += 1;
@@ -37,7 +37,7 @@ impl LogLimit {
 
     /// Starts a new window if the current one is over, first saying how
     /// many lines it left out (if any). Called every turn.
-    pub fn roll(&mut self, now: Instant) {
+    pub(super) fn roll(&mut self, now: Instant) {
         match self.started {
             Some(at) if now.saturating_duration_since(at) < WINDOW => {}
             _ => {
@@ -51,7 +51,7 @@ impl LogLimit {
 
     /// When the suppressed lines of this window are to be reported, if
     /// there are any.
-    pub fn report_due(&self) -> Option<Instant> {
+    pub(super) fn report_due(&self) -> Option<Instant> {
         match self.started {
             Some(at) if self.suppressed > 0 => Some(at + WINDOW),
             _ => None,
@@ -67,7 +67,7 @@ impl LogLimit {
 
     /// Lines suppressed so far in this window.
     #[cfg(test)]
-    pub fn suppressed(&self) -> u64 {
+    pub(crate) fn suppressed(&self) -> u64 {
         self.suppressed
     }
 }

@@ -139,6 +139,17 @@ pub struct Gateway {
     listeners: Vec<Listener>,
 }
 
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sides: Vec<Side> = self.listeners.iter().map(|l| l.side).collect();
+        f.debug_struct("Gateway")
+            .field("range", &self.range)
+            .field("listeners", &sides)
+            .field("core", &self.core)
+            .finish()
+    }
+}
+
 impl Gateway {
     /// A gateway with `config`, using the tokens of `range`.
     pub fn new(config: Config, range: TokenRange) -> Result<Gateway, ConfigError> {
@@ -300,6 +311,7 @@ impl Gateway {
 
     /// How long the caller's poll may sleep before calling
     /// [`handle_timeout`](Self::handle_timeout): zero when work is left over.
+    #[must_use]
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut t = self.core.poll_timeout(now);
         for l in self.listeners.iter().filter(|l| l.pending && !l.full) {

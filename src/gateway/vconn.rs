@@ -79,12 +79,12 @@ pub(crate) struct VList {
 
 impl VList {
     /// Vconns in the list.
-    pub fn len(&self) -> u32 {
+    pub(super) fn len(&self) -> u32 {
         self.len
     }
 
     /// The conn ID at the head, if any.
-    pub fn first(&self) -> Option<u32> {
+    pub(super) fn first(&self) -> Option<u32> {
         (self.head != NONE).then_some(self.head)
     }
 }
@@ -107,7 +107,7 @@ impl Default for VConnTable {
 impl VConnTable {
     /// A table whose first conn ID is `first` (or 1 for 0); lets tests
     /// reach the wrap-around.
-    pub fn starting_at(first: u32) -> VConnTable {
+    pub(super) fn starting_at(first: u32) -> VConnTable {
         VConnTable {
             places: vec![VConn::default(); FIRST_SIZE],
             mask: FIRST_SIZE as u32 - 1,
@@ -117,12 +117,12 @@ impl VConnTable {
     }
 
     /// Live vconns.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.live
     }
 
     /// Whether another vconn fits.
-    pub fn has_room(&self) -> bool {
+    pub(super) fn has_room(&self) -> bool {
         self.live < MAX_VCONNS
     }
 
@@ -144,7 +144,7 @@ impl VConnTable {
 
     /// The physical connections (client key, server key) of a vconn.
     #[inline]
-    pub fn ends(&self, conn_id: u32) -> Option<[usize; 2]> {
+    pub(super) fn ends(&self, conn_id: u32) -> Option<[usize; 2]> {
         let v = self.get(conn_id)?;
         Some([v.ends[0].conn as usize, v.ends[1].conn as usize])
     }
@@ -176,7 +176,7 @@ impl VConnTable {
 
     /// After a crowd left: halves the table while every live ID keeps a
     /// place of its own and it stays at most half full.
-    pub fn shrink(&mut self) {
+    pub(super) fn shrink(&mut self) {
         loop {
             let size = self.places.len() / 2;
             if size < FIRST_SIZE || self.live * 2 > size {
@@ -201,7 +201,7 @@ impl VConnTable {
 
     /// Opens a vconn between a client and a server; returns its conn ID.
     /// The caller checks [`has_room`](Self::has_room) first.
-    pub fn insert(
+    pub(super) fn insert(
         &mut self,
         client: usize,
         client_list: &mut VList,
@@ -231,7 +231,12 @@ impl VConnTable {
     }
 
     /// Closes a vconn, unlinking it from both ends' lists.
-    pub fn remove(&mut self, conn_id: u32, client_list: &mut VList, server_list: &mut VList) {
+    pub(super) fn remove(
+        &mut self,
+        conn_id: u32,
+        client_list: &mut VList,
+        server_list: &mut VList,
+    ) {
         let Some(&v) = self.get(conn_id) else {
             return;
         };
@@ -253,7 +258,7 @@ impl VConnTable {
     }
 
     /// The conn IDs of a list, for inspection (tests, invariant checks).
-    pub fn ids(&self, list: &VList, side: Side) -> Vec<u32> {
+    pub(super) fn ids(&self, list: &VList, side: Side) -> Vec<u32> {
         let mut out = Vec::with_capacity(list.len as usize);
         let mut at = list.head;
         while let Some(v) = self.get(at) {
@@ -264,7 +269,7 @@ impl VConnTable {
     }
 
     /// Every live conn ID with its ends (client key, server key).
-    pub fn all(&self) -> impl Iterator<Item = (u32, [usize; 2])> + '_ {
+    pub(super) fn all(&self) -> impl Iterator<Item = (u32, [usize; 2])> + '_ {
         self.places
             .iter()
             .filter(|v| v.id != NONE)

@@ -14,7 +14,7 @@ const FIRST_ALLOC: usize = 256;
 
 /// A ring of the last bytes written, with a send cursor.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(super) struct Ring {
     buf: Vec<u8>,
     capacity: usize,
     /// Bytes committed to the stream since it began (the write counter).
@@ -25,7 +25,7 @@ pub struct Ring {
 
 impl Ring {
     /// An empty ring keeping at most `capacity` bytes (at least 1).
-    pub fn new(capacity: usize) -> Ring {
+    pub(super) fn new(capacity: usize) -> Ring {
         Ring {
             buf: Vec::new(),
             capacity: capacity.max(1),
@@ -35,23 +35,23 @@ impl Ring {
     }
 
     /// The write counter: bytes committed since the stream began.
-    pub fn written(&self) -> u64 {
+    pub(super) fn written(&self) -> u64 {
         self.written
     }
 
     /// Bytes committed but not yet handed to the current link.
-    pub fn unsent(&self) -> usize {
+    pub(super) fn unsent(&self) -> usize {
         // At most `capacity`, which is a usize.
         (self.written - self.sent) as usize
     }
 
     /// Bytes that can be committed now without overwriting unsent ones.
-    pub fn room(&self) -> usize {
+    pub(super) fn room(&self) -> usize {
         self.capacity - self.unsent()
     }
 
     /// Bytes allocated.
-    pub fn allocated(&self) -> usize {
+    pub(super) fn allocated(&self) -> usize {
         self.buf.capacity()
     }
 
@@ -63,7 +63,11 @@ impl Ring {
     /// Commits as much of `bufs` as there is room for; `transform` is
     /// applied in place to each committed run (encryption). Returns the
     /// bytes committed.
-    pub fn commit(&mut self, bufs: &[IoSlice<'_>], mut transform: impl FnMut(&mut [u8])) -> usize {
+    pub(super) fn commit(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        mut transform: impl FnMut(&mut [u8]),
+    ) -> usize {
         let mut taken = 0;
         for b in bufs {
             let mut data: &[u8] = b;
@@ -89,7 +93,7 @@ impl Ring {
     /// Records that the first `n` bytes of `bufs` went to the link as they
     /// are, with nothing unsent before them: they are committed and sent at
     /// once, and the ring keeps (a copy of) the last of them.
-    pub fn record(&mut self, bufs: &[IoSlice<'_>], n: usize) {
+    pub(super) fn record(&mut self, bufs: &[IoSlice<'_>], n: usize) {
         debug_assert_eq!(self.unsent(), 0);
         // Only the last `capacity` bytes can ever be resent.
         let mut skip = n.saturating_sub(self.capacity);
@@ -133,7 +137,7 @@ impl Ring {
     }
 
     /// The unsent bytes, as at most two slices in order.
-    pub fn unsent_slices(&self) -> [&[u8]; 2] {
+    pub(super) fn unsent_slices(&self) -> [&[u8]; 2] {
         let n = self.unsent();
         if n == 0 {
             return [&[], &[]];
@@ -144,7 +148,7 @@ impl Ring {
     }
 
     /// Records that the link took `n` more bytes.
-    pub fn sent(&mut self, n: usize) {
+    pub(super) fn sent(&mut self, n: usize) {
         debug_assert!(n <= self.unsent());
         self.sent += n as u64;
     }
@@ -152,7 +156,7 @@ impl Ring {
     /// Starts a new link from `peer_read`, the bytes the peer says it has
     /// read: they must be bytes this side sent and the rest must still be
     /// in the ring.
-    pub fn rewind(&mut self, peer_read: u64) -> Result<(), RewindError> {
+    pub(super) fn rewind(&mut self, peer_read: u64) -> Result<(), RewindError> {
         if peer_read > self.sent {
             return Err(RewindError::ReadMoreThanSent {
                 read: peer_read,

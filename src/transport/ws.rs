@@ -64,6 +64,18 @@ pub enum WsSocket {
     TlsClient(Box<rustls::StreamOwned<rustls::ClientConnection, mio::net::TcpStream>>),
 }
 
+impl std::fmt::Debug for WsSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WsSocket::Plain(_) => "WsSocket::Plain",
+            #[cfg(feature = "tls")]
+            WsSocket::Tls(_) => "WsSocket::Tls",
+            #[cfg(feature = "tls")]
+            WsSocket::TlsClient(_) => "WsSocket::TlsClient",
+        })
+    }
+}
+
 impl WsSocket {
     fn tcp(&mut self) -> &mut mio::net::TcpStream {
         match self {
@@ -153,7 +165,7 @@ impl Write for WsSocket {
 /// The socket as tungstenite's server handshake sees it: reads stop at
 /// the end of the HTTP request, so bytes a client sends right after it are
 /// kept (`leftover`) for the framing, not buffered inside tungstenite.
-pub struct HsSocket {
+pub(super) struct HsSocket {
     /// Taken out once the handshake is done.
     inner: Option<WsSocket>,
     /// Bytes of "\r\n\r\n" matched at the end of what was handed out.

@@ -31,7 +31,7 @@ const CLIENT_FRAME: usize = 16 * 1024;
 
 /// Why the client's bytes were refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// A text message (only binary is spoken).
     Text,
     /// A message longer than a uniway frame can be.

@@ -212,10 +212,8 @@ fn reader<F>(shared: Arc<Shared<F>>, stream: TcpStream, buffer_size: usize) {
             if s.failure().is_some() {
                 return;
             }
-            s.ep.poll_timeout().map(|at| {
-                at.saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(1))
-            })
+            s.ep.poll_timeout(Instant::now())
+                .map(|wait| wait.max(Duration::from_millis(1)))
         };
         if io.socket().set_read_timeout(wait).is_err() {
             return shared.fail(None);
@@ -486,6 +484,12 @@ macro_rules! endpoint_api {
 /// the example of [`Gateway`](crate::Gateway).
 pub struct Client<F: MsgFormat = Raw>(Handle<F>);
 
+impl<F: MsgFormat> std::fmt::Debug for Client<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
 /// A backend server's connection to the gateway.
 ///
 /// ```no_run
@@ -513,6 +517,12 @@ pub struct Client<F: MsgFormat = Raw>(Handle<F>);
 /// # }
 /// ```
 pub struct Server<F: MsgFormat = Raw>(Handle<F>);
+
+impl<F: MsgFormat> std::fmt::Debug for Server<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
 
 endpoint_api!(Client);
 endpoint_api!(Server);
@@ -592,6 +602,15 @@ pub struct VirtualConn<F: MsgFormat = Raw> {
     shared: Arc<Shared<F>>,
     conn_id: u32,
     remote_id: u32,
+}
+
+impl<F: MsgFormat> std::fmt::Debug for VirtualConn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualConn")
+            .field("conn_id", &self.conn_id)
+            .field("remote_id", &self.remote_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<F: MsgFormat> VirtualConn<F> {

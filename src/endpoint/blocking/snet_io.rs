@@ -76,7 +76,7 @@ impl SnetIo {
                 if s.failure().is_some() {
                     return;
                 }
-                let mut at = s.ep.poll_timeout();
+                let mut at = s.ep.deadline();
                 if let Some(until) = self.until {
                     let redial = if self.io.is_detached() {
                         self.next.min(until)

@@ -143,7 +143,7 @@ pub(super) struct SnetStream {
 }
 
 impl SnetStream {
-    pub fn new(id: u64, now: Instant) -> SnetStream {
+    pub(super) fn new(id: u64, now: Instant) -> SnetStream {
         SnetStream {
             id,
             detached: None,
@@ -153,7 +153,7 @@ impl SnetStream {
     }
 
     /// Takes one reconnect from the stream's allowance, if any is left.
-    pub fn allow_resume(&mut self, now: Instant) -> bool {
+    pub(super) fn allow_resume(&mut self, now: Instant) -> bool {
         let refill = now
             .saturating_duration_since(self.resume_refill)
             .as_secs_f32()
@@ -170,7 +170,7 @@ impl SnetStream {
 }
 
 impl<T> Conn<T> {
-    pub fn new(
+    pub(super) fn new(
         side: Side,
         io: T,
         peer: SocketAddr,
@@ -207,11 +207,11 @@ impl<T> Conn<T> {
     /// When its snet stream, waiting for a link, gives up; `None` if it is
     /// not waiting.
     #[inline]
-    pub fn detached(&self) -> Option<Instant> {
+    pub(super) fn detached(&self) -> Option<Instant> {
         self.snet.as_ref().and_then(|s| s.detached)
     }
 
-    pub fn id(&self) -> Option<u32> {
+    pub(super) fn id(&self) -> Option<u32> {
         match self.state {
             State::Active { id } => Some(id),
             State::Handshake { .. } | State::Proxy { .. } | State::Snet { .. } => None,
@@ -221,7 +221,7 @@ impl<T> Conn<T> {
     /// When this connection needs attention if nothing more happens, and
     /// why: `idle_timeout` is its side's, `pause_limit` the bound on a
     /// pause.
-    pub fn deadline(&self, idle_timeout: Duration, pause_limit: Duration) -> (Instant, Due) {
+    pub(super) fn deadline(&self, idle_timeout: Duration, pause_limit: Duration) -> (Instant, Due) {
         if let Some(at) = self.detached() {
             return (at, Due::SnetWait);
         }
@@ -243,7 +243,7 @@ impl<T> Conn<T> {
     }
 
     /// "client 7 (127.0.0.1:5000)", for log lines.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self.id() {
             Some(id) => format!("{} {} ({})", self.side, id, self.peer),
             None => format!("{} (handshaking, {})", self.side, self.peer),

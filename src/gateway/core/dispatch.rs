@@ -41,9 +41,14 @@ impl<T: Transport> Core<T> {
                         let chunk = self.out_chunk_size(self.conns[dest].side);
                         let frame = &self.conns[key].rbuf.data(&self.rpool)[..h.frame_len()];
                         let d = &mut self.conns[dest];
-                        d.out.push(&mut self.wpool, frame, chunk);
-                        d.out.end_message();
-                        self.mark_dirty(dest);
+                        match d.out.push(&mut self.wpool, frame, chunk) {
+                            Ok(()) => {
+                                d.out.end_message();
+                                self.mark_dirty(dest);
+                            }
+                            // The destination goes; this frame with it.
+                            Err(e) => self.out_of_memory(dest, e),
+                        }
                     }
                     Dest::Dead => self.queue_command(key, Command::Close { conn_id: h.conn_id }),
                     Dest::Drop => {}

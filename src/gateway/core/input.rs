@@ -11,6 +11,7 @@
 //! destination only ever receives whole frames its source sent, and a
 //! sender that trickles or dies mid-frame holds up no one but itself.
 
+use std::io::ErrorKind;
 use std::time::Instant;
 
 use super::conn::{Rx, State};
@@ -112,9 +113,16 @@ impl<T: Transport> Core<T> {
         let c = &mut self.conns[key];
         let ready = c.ready;
         let io = &mut c.io;
-        let (n, status) = c
+        let filled = c
             .rbuf
             .fill_with(&mut self.rpool, size, |buf| io.read(buf, ready));
+        let (n, status) = match filled {
+            Ok(read) => read,
+            Err(e) => {
+                self.out_of_memory(key, e);
+                return Err(StreamEnd::Error(ErrorKind::OutOfMemory));
+            }
+        };
         match c.side {
             Side::Client => self.stats.bytes_from_clients += n as u64,
             Side::Server => self.stats.bytes_from_servers += n as u64,
@@ -358,7 +366,10 @@ impl<T: Transport> Core<T> {
         }
         let chunk = self.cfg.pool.max_chunk;
         let c = &mut self.conns[key];
-        c.stage.push(&mut self.wpool, &h.to_bytes(), chunk);
+        if let Err(e) = c.stage.push(&mut self.wpool, &h.to_bytes(), chunk) {
+            self.out_of_memory(key, e);
+            return Flow::Stop;
+        }
         self.staged += HEADER_LEN;
         c.rbuf.consume(&mut self.rpool, HEADER_LEN);
         c.rx = Rx::Stage {
@@ -446,8 +457,13 @@ impl<T: Transport> Core<T> {
         }
         let c = &mut self.conns[key];
         if n > 0 {
-            c.stage
+            let staged = c
+                .stage
                 .push(&mut self.wpool, &c.rbuf.data(&self.rpool)[..n], chunk);
+            if let Err(e) = staged {
+                self.out_of_memory(key, e);
+                return Flow::Stop;
+            }
             c.rbuf.consume(&mut self.rpool, n);
             self.staged += n;
         }

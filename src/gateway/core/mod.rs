@@ -151,6 +151,31 @@ pub struct Core<T> {
     random: Box<dyn RandomSource>,
 }
 
+impl<T> Drop for Core<T> {
+    /// Every buffer goes back to its pool before the pools go, so the only
+    /// chunk ever dropped is one a bug lost.
+    fn drop(&mut self) {
+        for (_, c) in self.conns.iter_mut() {
+            c.rbuf.release(&mut self.rpool);
+            c.out.release(&mut self.wpool);
+            c.stage.release(&mut self.wpool);
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Core<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("conns", &self.conns.len())
+            .field("capacity", &self.capacity)
+            .field("clients", &self.router.clients.len())
+            .field("servers", &self.router.servers.len())
+            .field("vconns", &self.router.vconns.len())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Transport> Core<T> {
     /// A core holding at most `capacity` physical connections.
     ///
@@ -431,6 +456,7 @@ impl<T: Transport> Core<T> {
 
     /// How long until the core needs [`turn`](Self::turn) again: zero when
     /// work was left over, else the time to the next deadline.
+    #[must_use]
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.ready.is_empty() || !self.dirty.is_empty() || !self.doomed.is_empty() {
             return Some(Duration::ZERO);
@@ -468,6 +494,7 @@ impl<T: Transport> Core<T> {
 
     /// Transports of connections closed since the last call, with the
     /// reason, for the driver to deregister before dropping them.
+    #[must_use = "closed transports should be deregistered by the driver"]
     pub fn take_closed(&mut self) -> std::vec::Drain<'_, (T, CloseReason)> {
         self.closed.drain(..)
     }

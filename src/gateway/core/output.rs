@@ -2,8 +2,11 @@
 //! flow control (slow consumers, congested servers), flushing queues to
 //! transports once per turn, and the end of each connection's drain.
 
+use std::io::ErrorKind;
+
 use super::conn::{Drain, Pause, Rx};
 use super::Core;
+use crate::buf::PoolError;
 use crate::gateway::stats::CloseReason;
 use crate::side::Side;
 use crate::transport::{IoStatus, Ready, Snet, Transport};
@@ -135,9 +138,21 @@ impl<T: Transport> Core<T> {
     pub(super) fn queue_raw(&mut self, key: usize, bytes: &[u8]) {
         let chunk = self.out_chunk_size(self.conns[key].side);
         let c = &mut self.conns[key];
-        c.out.push(&mut self.wpool, bytes, chunk);
+        if let Err(e) = c.out.push(&mut self.wpool, bytes, chunk) {
+            return self.out_of_memory(key, e);
+        }
         c.out.end_message();
         self.mark_dirty(key);
+    }
+
+    /// No memory for `key`'s buffers: that connection is closed (its
+    /// vconns' other ends told), the others go on.
+    #[cold]
+    pub(super) fn out_of_memory(&mut self, key: usize, e: PoolError) {
+        if self.may_log() {
+            log::warn!("{}: {e}; connection closed", self.conns[key].describe());
+        }
+        self.doom(key, CloseReason::Io(ErrorKind::OutOfMemory));
     }
 
     /// Queues a gateway command to `key`, unless it is gone or closing.

@@ -47,7 +47,7 @@ pub(super) struct Router {
 }
 
 impl Router {
-    pub fn new(client_ids: ClientIds) -> Router {
+    pub(super) fn new(client_ids: ClientIds) -> Router {
         Router {
             vconns: VConnTable::default(),
             clients: IdMap::default(),
@@ -72,12 +72,12 @@ impl Router {
     }
 
     /// The connection registered as client or server `id`.
-    pub fn lookup(&self, side: Side, id: u32) -> Option<usize> {
+    pub(super) fn lookup(&self, side: Side, id: u32) -> Option<usize> {
         self.map(side).get(&id).copied()
     }
 
     /// A client ID no live client has.
-    pub fn new_client_id(&mut self) -> u32 {
+    pub(super) fn new_client_id(&mut self) -> u32 {
         loop {
             let id = self.next_client_id;
             self.next_client_id = self.client_ids.after(id);
@@ -90,12 +90,12 @@ impl Router {
     /// Registers connection `key` as client or server `id`; returns the
     /// connection that had the ID before, if any (a server replaced by a
     /// newer one with the same ID).
-    pub fn register(&mut self, side: Side, id: u32, key: usize) -> Option<usize> {
+    pub(super) fn register(&mut self, side: Side, id: u32, key: usize) -> Option<usize> {
         self.map_mut(side).insert(id, key).filter(|&old| old != key)
     }
 
     /// Forgets ID `id` if connection `key` still holds it.
-    pub fn forget(&mut self, side: Side, id: u32, key: usize) {
+    pub(super) fn forget(&mut self, side: Side, id: u32, key: usize) {
         let map = self.map_mut(side);
         if map.get(&id) == Some(&key) {
             map.remove(&id);
@@ -104,7 +104,7 @@ impl Router {
 
     /// Where a data frame on `conn_id` from `key` goes.
     #[inline]
-    pub fn route<T>(&self, conns: &Slab<Conn<T>>, key: usize, conn_id: u32) -> Route {
+    pub(super) fn route<T>(&self, conns: &Slab<Conn<T>>, key: usize, conn_id: u32) -> Route {
         let side = conns[key].side;
         let Some(ends) = self.vconns.ends(conn_id) else {
             return Route::Dead;
@@ -121,7 +121,12 @@ impl Router {
 
     /// Whether `key` is an end of the live vconn `conn_id`: `None` if the
     /// vconn is dead, `Some(false)` if it belongs to others.
-    pub fn is_end<T>(&self, conns: &Slab<Conn<T>>, key: usize, conn_id: u32) -> Option<bool> {
+    pub(super) fn is_end<T>(
+        &self,
+        conns: &Slab<Conn<T>>,
+        key: usize,
+        conn_id: u32,
+    ) -> Option<bool> {
         let side = conns[key].side;
         self.vconns
             .ends(conn_id)
@@ -129,7 +134,7 @@ impl Router {
     }
 
     /// A Dial from `key` for `remote_id`: Accept and Connect, or Refuse.
-    pub fn dial<T>(
+    pub(super) fn dial<T>(
         &mut self,
         conns: &mut Slab<Conn<T>>,
         cfg: &Config,
@@ -181,7 +186,7 @@ impl Router {
     /// A Close for `conn_id` from `key`: the vconn goes and both ends are
     /// told (the closer as an acknowledgement); one `key` is not an end of
     /// is ignored.
-    pub fn close<T>(
+    pub(super) fn close<T>(
         &mut self,
         conns: &mut Slab<Conn<T>>,
         stats: &mut Stats,
@@ -222,7 +227,12 @@ impl Router {
 
     /// Connection `key` is closing: each of its vconns goes, and the other
     /// end of each is told.
-    pub fn close_all_of<T>(&mut self, conns: &mut Slab<Conn<T>>, key: usize, out: &mut Outbox) {
+    pub(super) fn close_all_of<T>(
+        &mut self,
+        conns: &mut Slab<Conn<T>>,
+        key: usize,
+        out: &mut Outbox,
+    ) {
         let side = conns[key].side;
         while let Some(conn_id) = conns[key].vlist.first() {
             let Some(ends) = self.vconns.ends(conn_id) else {
@@ -235,7 +245,7 @@ impl Router {
 
     /// Closes every vconn between `key` and `other`, telling both ends;
     /// returns how many.
-    pub fn close_between<T>(
+    pub(super) fn close_between<T>(
         &mut self,
         conns: &mut Slab<Conn<T>>,
         key: usize,
@@ -257,7 +267,7 @@ impl Router {
     }
 
     /// Closes every vconn, telling both ends (a shutdown).
-    pub fn close_everything<T>(&mut self, conns: &mut Slab<Conn<T>>, out: &mut Outbox) {
+    pub(super) fn close_everything<T>(&mut self, conns: &mut Slab<Conn<T>>, out: &mut Outbox) {
         let vconns: Vec<(u32, [usize; 2])> = self.vconns.all().collect();
         for (conn_id, ends) in vconns {
             self.remove_telling(conns, conn_id, ends, out);
@@ -265,7 +275,7 @@ impl Router {
     }
 
     /// Gives back what the tables grew to hold a crowd that left.
-    pub fn shrink(&mut self) {
+    pub(super) fn shrink(&mut self) {
         for map in [&mut self.clients, &mut self.servers] {
             if map.capacity() > 4 * map.len() + 64 {
                 map.shrink_to(2 * map.len());
@@ -275,7 +285,7 @@ impl Router {
     }
 
     /// Checks the router's invariants against the connections.
-    pub fn check<T>(&self, conns: &Slab<Conn<T>>) -> Result<(), String> {
+    pub(super) fn check<T>(&self, conns: &Slab<Conn<T>>) -> Result<(), String> {
         let mut seen = 0usize;
         for (key, c) in conns.iter() {
             let ids = self.vconns.ids(&c.vlist, c.side);

@@ -393,3 +393,26 @@ fn a_server_idle_timeout_shorter_than_the_handshake_deadline_is_honoured() {
     h.advance(Duration::from_millis(200));
     assert_eq!(h.reason(&s), Some(CloseReason::IdleTimeout));
 }
+
+/// A buffer page that cannot be mapped closes the connection that needed
+/// it, with a typed reason; the core does not panic and its tables stay
+/// sound (the harness checks them every turn).
+#[test]
+fn a_page_that_cannot_be_mapped_closes_the_connection_that_needed_it() {
+    let mut cfg = test_config();
+    // Pages of 2^46 bytes (64 TiB): no machine maps one.
+    cfg.pool.max_chunk = 1 << 46;
+    cfg.pool.page_size = 1 << 46;
+    cfg.client.buffer_size = 1 << 46;
+    let mut h = Harness::with(cfg);
+    let c = h.accept(Side::Client);
+    c.send(b"x");
+    h.turn();
+    assert_eq!(
+        h.reason(&c),
+        Some(CloseReason::Io(std::io::ErrorKind::OutOfMemory))
+    );
+    assert!(h.core.is_empty());
+    assert_eq!(h.core.stats().pool.chunks_in_use, 0);
+    assert_eq!(h.core.stats().pool.pages, 0);
+}
