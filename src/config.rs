@@ -1,6 +1,22 @@
 //! Gateway configuration as plain data, with the defaults of the `fastway` command (`docs/fastway.md`), and its
 //! validation. Nothing here reads flags or files; the `fastway` binary maps
 //! its command line onto these structs.
+//!
+//! Where each limit is enforced:
+//!
+//! | limit | setting | enforced in |
+//! | --- | --- | --- |
+//! | connections per side, per source, accept rate | `SideConfig::max_conns`, `Config::max_clients_per_ip`, `Config::accept_rate_per_ip` (sources tracked: `gateway::admission::MAX_BUCKETS`) | `gateway/admission.rs` |
+//! | accepts per turn, back-off on descriptor exhaustion, token range | constants | `gateway/mod.rs` |
+//! | frame Length | `Config::max_packet` | `gateway/core/input.rs` (read), `wire/frame.rs` (decode) |
+//! | bytes of partial large frames, in all | `Config::max_partial_bytes` | `gateway/core/input.rs` |
+//! | reads and writes per connection per turn | constants | `gateway/core/input.rs`, `gateway/core/output.rs` |
+//! | queue to a peer (messages, bytes; slow consumer, high-water pause) | `SideConfig::send_queue_msgs`, `SideConfig::send_queue_bytes` | `gateway/core/output.rs` |
+//! | a pause on a congested server | `Config::max_pause` | `gateway/core/output.rs` (`end_pause`), deadline in `gateway/core/conn.rs` |
+//! | vconns per client, in all | `SideConfig::max_vconns`, `gateway::MAX_VCONNS` | `gateway/core/router.rs`, `gateway/vconn.rs` |
+//! | idle, handshake, write-stall timeouts | `SideConfig::idle_timeout`, `Config::handshake_timeout` | deadlines in `gateway/core/conn.rs`, fired in `gateway/core/mod.rs` |
+//! | snet handshake, reconnect wait, reconnect rate | `SnetConfig` | `gateway/core/snet.rs`, `gateway/core/conn.rs` |
+//! | buffer pages | `PoolConfig` | `buf/pool.rs` |
 
 use std::fmt;
 use std::time::Duration;

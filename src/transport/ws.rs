@@ -1,8 +1,8 @@
 //! WebSocket for browser clients (feature `ws`), over a non-blocking
-//! socket, plain or inside TLS: [`Ws`], the server side, lets tungstenite do
-//! the handshake and frames the data path itself (`ws_framed`);
-//! [`WsClient`], the client side the endpoints use, is tungstenite's
-//! throughout.
+//! socket, plain or inside TLS. On both sides tungstenite does the HTTP
+//! handshake only and the data path is framed here (`ws_framed`), sharing
+//! one open-socket type: [`Ws`] is the server side, [`WsClient`] the client
+//! side the endpoints use (its frames masked, as a client's must be).
 //!
 //! The mapping to the byte stream the core reads and writes:
 //!
@@ -15,11 +15,10 @@
 //!   handshake (HTTP upgrade, path and Origin checked) is resumed on every
 //!   readiness event until done.
 //!
-//! On the client side, plaintext tungstenite has read but not yet handed
-//! out is kept here and given out before the socket is read again, so none
-//! waits behind an edge that will not come; on the server side, the
-//! handshake's socket stops reading at the end of the request, so the
-//! framing starts with every byte the client sent after it.
+//! On both sides the handshake's socket stops reading at the end of the
+//! HTTP request or response, so the framing starts with every byte the
+//! peer sent after it and none waits inside tungstenite behind an edge that
+//! will not come.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
