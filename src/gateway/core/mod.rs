@@ -20,8 +20,10 @@
 //!   decided (the only place one connection's input reaches another's
 //!   output);
 //! - `output.rs`: queues, flow control and flushing; `snet.rs`: snet
-//!   streams opened, resumed and waiting;
-//! - this file: the turn, deadlines, accepting and closing.
+//!   streams opened, resumed and waiting; `timers.rs`: each connection's
+//!   next deadline and what firing it does; `invariants.rs`: the checks
+//!   tests and the fuzzer run after every turn;
+//! - this file: the turn, accepting, closing, and what the core reports.
 //!
 //! The rules at the edges, which the docs of the crate repeat:
 //!
@@ -53,9 +55,11 @@
 mod conn;
 mod dispatch;
 mod input;
+mod invariants;
 mod output;
 mod router;
 mod snet;
+mod timers;
 #[cfg(test)]
 mod tests;
 
@@ -67,7 +71,7 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use slab::Slab;
 
-use self::conn::{Conn, Due, State};
+use self::conn::{Conn, State};
 use self::router::{Outbox, Router};
 use super::admission::{Admission, Refusal};
 use super::loglimit::LogLimit;
@@ -601,87 +605,6 @@ impl<T: Transport> Core<T> {
             .collect()
     }
 
-    /// The longest a client waits, paused because its next frame goes to a
-    /// congested server, before its vconns to that server are closed:
-    /// [`Config::max_pause`], and never more than half the client idle
-    /// timeout.
-    pub(super) fn pause_limit(&self) -> Duration {
-        self.cfg.max_pause.min(self.cfg.client.idle_timeout / 2)
-    }
-
-    /// When connection `key` needs attention next, and why.
-    fn next_due(&self, key: usize) -> (Instant, Due) {
-        let c = &self.conns[key];
-        c.deadline(self.cfg.side(c.side).idle_timeout, self.pause_limit())
-    }
-
-    /// Makes sure the deadline heap wakes the core for `key` no later than
-    /// its next deadline. Call it whenever that deadline may have come
-    /// closer; one that moved later is found when the earlier entry fires.
-    pub(super) fn schedule(&mut self, key: usize) {
-        let (at, _) = self.next_due(key);
-        let c = &mut self.conns[key];
-        if c.timer.is_none_or(|t| at < t) {
-            c.timer = Some(at);
-            self.deadlines.push(Reverse((at, key, c.serial)));
-        }
-    }
-
-    fn fire_deadlines(&mut self, now: Instant) {
-        while let Some(&Reverse((at, key, serial))) = self.deadlines.peek() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop();
-            // A connection already closing is not timed out again, and an
-            // entry that is not the connection's live one is stale.
-            let live = self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.serial == serial && c.doomed.is_none() && c.timer == Some(at));
-            if !live {
-                continue;
-            }
-            let (due, why) = self.next_due(key);
-            let c = &mut self.conns[key];
-            if due > now {
-                // Activity moved the deadline; one live entry stays.
-                c.timer = Some(due);
-                self.deadlines.push(Reverse((due, key, serial)));
-                continue;
-            }
-            c.timer = None;
-            let reason = match (why, c.state) {
-                (Due::Pause, _) => {
-                    self.end_pause(key);
-                    self.schedule(key);
-                    continue;
-                }
-                (Due::SnetWait, _) => {
-                    self.stats.snet_expired += 1;
-                    CloseReason::SnetExpired
-                }
-                (Due::WriteStall, _) => {
-                    self.stats.write_timeouts += 1;
-                    CloseReason::WriteTimeout
-                }
-                (_, State::Handshake { .. } | State::Snet { .. }) => {
-                    self.stats.handshake_timeouts += 1;
-                    CloseReason::HandshakeTimeout
-                }
-                (_, State::Proxy { .. }) => {
-                    self.stats.bad_proxy_headers += 1;
-                    CloseReason::ProxyTimeout
-                }
-                (_, State::Active { .. }) => {
-                    self.stats.idle_timeouts += 1;
-                    CloseReason::IdleTimeout
-                }
-            };
-            self.doom(key, reason);
-        }
-    }
-
     /// Marks `key` for closing. Its input is no longer processed and nothing
     /// more is queued to it; the close itself happens in [`reap`].
     fn doom(&mut self, key: usize, reason: CloseReason) {
@@ -768,64 +691,6 @@ impl<T: Transport> Core<T> {
             }
             self.mark_ready(key);
         }
-    }
-
-    /// Checks the core's invariants; for tests and the fuzzer.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let staged: usize = self.conns.iter().map(|(_, c)| c.stage.bytes()).sum();
-        if staged != self.staged {
-            return Err(format!(
-                "partial frames hold {staged} bytes, {} counted",
-                self.staged
-            ));
-        }
-        for side in [Side::Client, Side::Server] {
-            let n = self.conns.iter().filter(|(_, c)| c.side == side).count();
-            if self.admission.live(side) != n {
-                return Err(format!(
-                    "{side}: {n} connections, {} counted for the limits",
-                    self.admission.live(side)
-                ));
-            }
-        }
-        self.router.check(&self.conns)?;
-        for (key, c) in self.conns.iter() {
-            let cap = self.cfg.side(c.side);
-            if c.doomed.is_none()
-                && c.side == Side::Client
-                && (c.out.msgs() > cap.send_queue_msgs || c.out.bytes() > cap.send_queue_bytes)
-            {
-                return Err(format!(
-                    "conn {key}: client queue over its cap and not closing"
-                ));
-            }
-            if let Some(max) = cap.max_vconns {
-                if c.vlist.len() > max {
-                    return Err(format!(
-                        "conn {key}: {} vconns over the limit {max}",
-                        c.vlist.len()
-                    ));
-                }
-            }
-        }
-        for (key, c) in self.conns.iter() {
-            // Only a congested server makes anyone wait: a partial frame
-            // holds no destination, and a client's queue never pauses its
-            // sources.
-            if let Some(p) = c.pause {
-                let on_server = self
-                    .conns
-                    .get(p.on)
-                    .is_some_and(|d| d.side == Side::Server && d.waiters.contains(&key));
-                if !on_server {
-                    return Err(format!("conn {key} paused, but on no server"));
-                }
-            }
-            if c.side == Side::Client && !c.waiters.is_empty() {
-                return Err(format!("client conn {key} holds up other connections"));
-            }
-        }
-        Ok(())
     }
 }
 
