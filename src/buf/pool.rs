@@ -177,8 +177,9 @@ impl Pool {
         }
     }
 
-    /// A new zeroed page of `len` bytes. Out of memory is fatal, as it is
-    /// for any allocation.
+    /// A new zeroed page of `len` bytes, if it can be mapped.
+    #[cold]
+    #[inline(never)]
     fn new_page(&mut self, len: usize, class: u8) -> Result<u32, PoolError> {
         let mem = MmapMut::map_anon(len.max(1)).map_err(|e| PoolError {
             bytes: len,
@@ -254,6 +255,7 @@ impl Pool {
 
     /// Checks out a chunk of at least `min` bytes; fails only when a new
     /// page is needed and cannot be mapped.
+    #[inline]
     pub fn get(&mut self, min: usize) -> Result<Chunk, PoolError> {
         let Some(class) = self.class_for(min) else {
             let page = self.new_page(min, OWN_PAGE)?;
@@ -265,22 +267,27 @@ impl Pool {
             }));
         };
         let size = self.classes[class].size;
-        if self.classes[class].free.is_empty() {
-            let count = (self.page_size / size).max(1);
-            let page = self.new_page(count * size, class as u8)?;
-            let free = &mut self.classes[class].free;
-            free.extend((0..count).rev().map(|i| (page, (i * size) as u32)));
-        }
-        let (page, offset) = self.classes[class]
-            .free
-            .pop()
-            .unwrap_or_else(|| unreachable!("class refilled above"));
+        let (page, offset) = match self.classes[class].free.pop() {
+            Some(free) => free,
+            None => self.refill(class)?,
+        };
         Ok(self.checked_out(Chunk {
             page,
             offset,
             size: size as u32,
             class: class as u8,
         }))
+    }
+
+    /// Cuts a new page into chunks of `class` and takes the first.
+    #[cold]
+    fn refill(&mut self, class: usize) -> Result<(u32, u32), PoolError> {
+        let size = self.classes[class].size;
+        let count = (self.page_size / size).max(1);
+        let page = self.new_page(count * size, class as u8)?;
+        let free = &mut self.classes[class].free;
+        free.extend((1..count).rev().map(|i| (page, (i * size) as u32)));
+        Ok((page, 0))
     }
 
     fn checked_out(&mut self, c: Chunk) -> Chunk {

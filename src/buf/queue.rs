@@ -64,7 +64,8 @@ impl WriteQueue {
     ) -> Result<(), PoolError> {
         let len = data.len();
         let entries_before = self.entries.len();
-        let tail_end_before = self.entries.back().map(|e| e.end);
+        // Bytes put in the chunk that was the tail before this push.
+        let mut into_old_tail = 0;
         while !data.is_empty() {
             let tail_room = self
                 .entries
@@ -79,9 +80,8 @@ impl WriteQueue {
                                 pool.put(e.chunk);
                             }
                         }
-                        if let (Some(end), Some(tail)) = (tail_end_before, self.entries.back_mut())
-                        {
-                            tail.end = end;
+                        if let Some(tail) = self.entries.back_mut() {
+                            tail.end -= into_old_tail;
                         }
                         return Err(e);
                     }
@@ -101,6 +101,9 @@ impl WriteQueue {
             let at = tail.end as usize;
             pool.bytes_mut(&tail.chunk)[at..at + n].copy_from_slice(&data[..n]);
             tail.end += n as u32;
+            if self.entries.len() == entries_before {
+                into_old_tail += n as u32;
+            }
             data = &data[n..];
         }
         self.bytes += len;
@@ -239,8 +242,7 @@ mod tests {
         let before = (q.bytes(), q.msgs(), pool.stats());
         // The tail has room for 28 bytes; the rest would need a 2^46-byte
         // chunk of its own page.
-        let e = q.push(&mut pool, &[2; 1000], 1 << 46).unwrap_err();
-        assert_eq!(e.bytes, 1 << 46);
+        q.push(&mut pool, &[2; 1000], 1 << 46).unwrap_err();
         assert_eq!((q.bytes(), q.msgs(), pool.stats()), before);
         let mut out = Vec::new();
         q.write_with(&mut pool, |bufs| {

@@ -53,11 +53,12 @@ impl ReadBuf {
         size: usize,
         read: impl FnOnce(&mut [u8]) -> (usize, S),
     ) -> Result<(usize, S), PoolError> {
-        let chunk = match self.chunk.take() {
-            Some(c) => c,
-            None => pool.get(size)?,
+        if self.chunk.is_none() {
+            self.chunk = Some(pool.get(size)?);
+        }
+        let Some(chunk) = &self.chunk else {
+            unreachable!("a chunk was checked out above");
         };
-        let chunk = self.chunk.insert(chunk);
         let buf = pool.bytes_mut(chunk);
         if self.end as usize == buf.len() && self.start > 0 {
             buf.copy_within(self.start as usize..self.end as usize, 0);

@@ -59,9 +59,9 @@ mod invariants;
 mod output;
 mod router;
 mod snet;
-mod timers;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
