@@ -17,11 +17,13 @@
 //! | idle, handshake, write-stall timeouts | `SideConfig::idle_timeout`, `Config::handshake_timeout` | deadlines in `gateway/core/conn.rs`, fired in `gateway/core/mod.rs` |
 //! | snet handshake, reconnect wait, reconnect rate | `SnetConfig` | `gateway/core/snet.rs`, `gateway/core/conn.rs` |
 //! | buffer pages | `PoolConfig` | `buf/pool.rs` |
+//! | groups per server, members per group, groups per vconn | `Config::groups` (`GroupLimits`) | `gateway/groups.rs`, applied in `gateway/core/fanout.rs` |
 
 use std::fmt;
 use std::time::Duration;
 
 pub use crate::buf::PoolConfig;
+pub use crate::gateway::groups::GroupLimits;
 pub use crate::side::Side;
 pub use crate::snet::SnetSettings;
 use crate::wire::DEFAULT_MAX_PACKET;
@@ -136,6 +138,9 @@ pub struct Config {
     /// client ID names one client in the whole process. Default: every ID
     /// from 1.
     pub client_ids: ClientIds,
+    /// Bounds on the groups servers keep at the gateway (`ServerMaxGroups`,
+    /// `GroupMaxMembers`, `VConnMaxGroups`; `docs/protocol.md` §10).
+    pub groups: GroupLimits,
 }
 
 /// A set of client IDs: `first + k·step` for k = 0, 1, ...
@@ -200,6 +205,7 @@ impl Default for Config {
             max_partial_bytes: Some(64 * 1024 * 1024),
             max_pause: Duration::from_secs(5),
             client_ids: ClientIds::default(),
+            groups: GroupLimits::default(),
         }
     }
 }

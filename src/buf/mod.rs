@@ -8,6 +8,6 @@ mod pool;
 mod queue;
 mod read;
 
-pub use pool::{Chunk, Pool, PoolConfig, PoolError, PoolStats};
+pub use pool::{Chunk, Pool, PoolConfig, PoolError, PoolStats, Shared};
 pub use queue::{WriteQueue, MAX_IOV};
 pub use read::ReadBuf;

@@ -95,6 +95,34 @@ impl Chunk {
 
 const OWN_PAGE: u8 = u8::MAX;
 
+/// A handle to a chunk held by several write queues at once (one message
+/// fanned out to many destinations): [`Pool::share`] makes one,
+/// [`Pool::clone_shared`] takes another reference, and the chunk goes back
+/// to the pool when the last handle is given back with
+/// [`Pool::put_shared`]. Like a [`Chunk`], a handle dropped any other way
+/// is caught in debug builds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Shared {
+    key: u32,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        debug_assert!(
+            std::thread::panicking(),
+            "a shared buffer handle was dropped without going back to its pool"
+        );
+    }
+}
+
+/// A shared chunk and the handles that hold it.
+#[derive(Debug)]
+struct SharedBuf {
+    chunk: Chunk,
+    len: u32,
+    refs: u32,
+}
+
 struct Class {
     size: usize,
     free: Vec<(u32, u32)>,
@@ -140,6 +168,8 @@ pub struct Pool {
     classes: Vec<Class>,
     page_size: usize,
     stats: PoolStats,
+    /// Chunks held through [`Shared`] handles.
+    shared: Slab<SharedBuf>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -174,6 +204,7 @@ impl Pool {
             stats: PoolStats::default(),
             uses: Vec::new(),
             trim_wanted: false,
+            shared: Slab::new(),
         }
     }
 
@@ -342,6 +373,52 @@ impl Pool {
     pub fn stats(&self) -> PoolStats {
         self.stats
     }
+
+    /// Makes the first `len` bytes of `chunk` shared: the handle returned
+    /// is its first reference.
+    pub fn share(&mut self, chunk: Chunk, len: usize) -> Shared {
+        let len = len.min(chunk.size()) as u32;
+        let key = self.shared.insert(SharedBuf {
+            chunk,
+            len,
+            refs: 1,
+        });
+        Shared { key: key as u32 }
+    }
+
+    /// Another reference to the shared chunk of `s`.
+    pub fn clone_shared(&mut self, s: &Shared) -> Shared {
+        self.shared[s.key as usize].refs += 1;
+        Shared { key: s.key }
+    }
+
+    /// Gives back one reference; the last gives the chunk back.
+    pub fn put_shared(&mut self, s: Shared) {
+        let s = std::mem::ManuallyDrop::new(s);
+        let key = s.key as usize;
+        let buf = &mut self.shared[key];
+        buf.refs -= 1;
+        if buf.refs == 0 {
+            let buf = self.shared.remove(key);
+            self.put(buf.chunk);
+        }
+    }
+
+    /// The shared bytes of `s`.
+    pub fn shared_bytes(&self, s: &Shared) -> &[u8] {
+        let buf = &self.shared[s.key as usize];
+        &self.bytes(&buf.chunk)[..buf.len as usize]
+    }
+
+    /// References held to the shared chunk of `s`.
+    pub fn shared_refs(&self, s: &Shared) -> u32 {
+        self.shared[s.key as usize].refs
+    }
+
+    /// Chunks currently shared.
+    pub fn shared_chunks(&self) -> usize {
+        self.shared.len()
+    }
 }
 
 #[cfg(test)]
@@ -355,6 +432,26 @@ mod tests {
         let mut pool = Pool::new(&PoolConfig::default());
         let chunk = pool.get(64).expect("memory");
         drop(chunk);
+    }
+
+    #[test]
+    fn a_shared_chunk_goes_back_with_its_last_handle() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let mut chunk = pool.get(100).expect("memory");
+        pool.bytes_mut(&chunk)[..3].copy_from_slice(b"abc");
+        let first = pool.share(chunk, 3);
+        let copies: Vec<Shared> = (0..5).map(|_| pool.clone_shared(&first)).collect();
+        assert_eq!(pool.shared_refs(&first), 6);
+        assert_eq!(pool.shared_bytes(&copies[4]), b"abc");
+        pool.put_shared(first);
+        for c in copies {
+            assert_eq!(pool.stats().chunks_in_use, 1);
+            pool.put_shared(c);
+        }
+        assert_eq!(pool.stats().chunks_in_use, 0);
+        assert_eq!(pool.shared_chunks(), 0);
+        chunk = pool.get(100).expect("memory");
+        pool.put(chunk);
     }
 
     #[test]

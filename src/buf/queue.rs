@@ -4,23 +4,81 @@
 //! Messages are counted per chunk (a message is counted in the chunk where it
 //! ends), so the message count drops when a chunk is fully written and given
 //! back. An empty queue holds no chunk.
+//!
+//! A message fanned out to many queues is held once: each queue's entry
+//! for it is its own 8-byte frame header, kept in the entry, and a
+//! reference to the shared payload ([`WriteQueue::push_shared`]).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
-use super::pool::{Chunk, Pool, PoolError};
+use super::pool::{Chunk, Pool, PoolError, Shared};
 
 /// Most chunks handed to one vectored write.
 pub const MAX_IOV: usize = 64;
 /// Entries of chunk bookkeeping kept allocated once a queue drains.
 const KEEP_ENTRIES: usize = 8;
 
+/// Bytes of the header a shared entry holds itself.
+const SHARED_HEADER: usize = 8;
+
+#[derive(Debug)]
+enum Body {
+    /// A chunk of this queue's own.
+    Own(Chunk),
+    /// A frame header of its own, then `len` bytes at `off` of a shared
+    /// chunk.
+    Shared {
+        buf: Shared,
+        off: u32,
+        header: [u8; SHARED_HEADER],
+    },
+}
+
+/// A run of queued bytes: `start..end` of its body (for a shared body,
+/// positions count the header first, then the payload).
 #[derive(Debug)]
 struct Entry {
-    chunk: Chunk,
+    body: Body,
     start: u32,
     end: u32,
     msgs_ending: u32,
+}
+
+impl Entry {
+    /// Bytes that can still be appended to this entry.
+    #[inline]
+    fn room(&self) -> usize {
+        match &self.body {
+            Body::Own(chunk) => chunk.size() - self.end as usize,
+            Body::Shared { .. } => 0,
+        }
+    }
+
+    /// The bytes still queued, as at most two slices.
+    #[inline]
+    fn slices<'a>(&'a self, pool: &'a Pool) -> (&'a [u8], &'a [u8]) {
+        let (start, end) = (self.start as usize, self.end as usize);
+        match &self.body {
+            Body::Own(chunk) => (&pool.bytes(chunk)[start..end], &[]),
+            Body::Shared { buf, off, header } => {
+                let off = *off as usize;
+                let payload = &pool.shared_bytes(buf)[off..off + end - SHARED_HEADER];
+                if start < SHARED_HEADER {
+                    (&header[start..], payload)
+                } else {
+                    (&payload[start - SHARED_HEADER..], &[])
+                }
+            }
+        }
+    }
+
+    fn give_back(self, pool: &mut Pool) {
+        match self.body {
+            Body::Own(chunk) => pool.put(chunk),
+            Body::Shared { buf, .. } => pool.put_shared(buf),
+        }
+    }
 }
 
 /// A queue of bytes waiting to be written to one connection.
@@ -67,17 +125,14 @@ impl WriteQueue {
         // Bytes put in the chunk that was the tail before this push.
         let mut into_old_tail = 0;
         while !data.is_empty() {
-            let tail_room = self
-                .entries
-                .back()
-                .map_or(0, |e| e.chunk.size() - e.end as usize);
+            let tail_room = self.entries.back().map_or(0, Entry::room);
             if tail_room == 0 {
                 let chunk = match pool.get(chunk_size.max(1)) {
                     Ok(chunk) => chunk,
                     Err(e) => {
                         while self.entries.len() > entries_before {
                             if let Some(e) = self.entries.pop_back() {
-                                pool.put(e.chunk);
+                                e.give_back(pool);
                             }
                         }
                         if let Some(tail) = self.entries.back_mut() {
@@ -87,20 +142,25 @@ impl WriteQueue {
                     }
                 };
                 self.entries.push_back(Entry {
-                    chunk,
+                    body: Body::Own(chunk),
                     start: 0,
                     end: 0,
                     msgs_ending: 0,
                 });
                 continue;
             }
-            let Some(tail) = self.entries.back_mut() else {
-                unreachable!("a tail chunk was pushed above");
+            let Some(Entry {
+                body: Body::Own(chunk),
+                end,
+                ..
+            }) = self.entries.back_mut()
+            else {
+                unreachable!("the tail has room, so it is a chunk of its own");
             };
             let n = tail_room.min(data.len());
-            let at = tail.end as usize;
-            pool.bytes_mut(&tail.chunk)[at..at + n].copy_from_slice(&data[..n]);
-            tail.end += n as u32;
+            let at = *end as usize;
+            pool.bytes_mut(chunk)[at..at + n].copy_from_slice(&data[..n]);
+            *end += n as u32;
             if self.entries.len() == entries_before {
                 into_old_tail += n as u32;
             }
@@ -108,6 +168,31 @@ impl WriteQueue {
         }
         self.bytes += len;
         Ok(())
+    }
+
+    /// Appends a frame whose payload is shared: its own `header`, then
+    /// `len` bytes at `off` of the shared chunk `buf` (another reference to
+    /// it is taken; nothing is copied).
+    pub fn push_shared(
+        &mut self,
+        pool: &mut Pool,
+        header: [u8; SHARED_HEADER],
+        buf: &Shared,
+        off: usize,
+        len: usize,
+    ) {
+        let buf = pool.clone_shared(buf);
+        self.entries.push_back(Entry {
+            body: Body::Shared {
+                buf,
+                off: off as u32,
+                header,
+            },
+            start: 0,
+            end: (SHARED_HEADER + len) as u32,
+            msgs_ending: 0,
+        });
+        self.bytes += SHARED_HEADER + len;
     }
 
     /// Marks the end of a message: the bytes pushed since the last mark.
@@ -129,18 +214,23 @@ impl WriteQueue {
         let (written, status) = match self.entries.len() {
             0 => write(&[]),
             // The common case: one chunk, no iovec array to fill.
-            1 => {
-                let e = &self.entries[0];
-                write(&[IoSlice::new(
-                    &pool.bytes(&e.chunk)[e.start as usize..e.end as usize],
-                )])
+            1 if matches!(self.entries[0].body, Body::Own(_)) => {
+                write(&[IoSlice::new(self.entries[0].slices(pool).0)])
             }
             _ => {
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
                 let mut n_iov = 0;
-                for (slot, e) in iov.iter_mut().zip(self.entries.iter()) {
-                    *slot = IoSlice::new(&pool.bytes(&e.chunk)[e.start as usize..e.end as usize]);
-                    n_iov += 1;
+                for e in self.entries.iter() {
+                    let (a, b) = e.slices(pool);
+                    for part in [a, b] {
+                        if !part.is_empty() && n_iov < MAX_IOV {
+                            iov[n_iov] = IoSlice::new(part);
+                            n_iov += 1;
+                        }
+                    }
+                    if n_iov == MAX_IOV {
+                        break;
+                    }
                 }
                 write(&iov[..n_iov])
             }
@@ -153,7 +243,9 @@ impl WriteQueue {
     /// Whether the whole queue fits in one call of
     /// [`write_with`](Self::write_with).
     pub fn offers_all(&self) -> bool {
-        self.entries.len() <= MAX_IOV
+        let shared = |e: &Entry| matches!(e.body, Body::Shared { .. });
+        self.entries.len() <= MAX_IOV / 2
+            || self.entries.len() + self.entries.iter().filter(|e| shared(e)).count() <= MAX_IOV
     }
 
     fn consume(&mut self, pool: &mut Pool, mut n: usize) {
@@ -175,7 +267,7 @@ impl WriteQueue {
     fn pop_front(&mut self, pool: &mut Pool) {
         if let Some(e) = self.entries.pop_front() {
             self.msgs -= e.msgs_ending as usize;
-            pool.put(e.chunk);
+            e.give_back(pool);
         }
     }
 
@@ -283,6 +375,49 @@ mod tests {
         assert_eq!(w.out, expect);
         assert_eq!(q.msgs(), 0);
         assert_eq!(q.chunks(), 0);
+        assert_eq!(pool.stats().chunks_in_use, 0);
+    }
+
+    /// A shared payload queued to many queues is held once; each queue
+    /// writes its own header, then the payload, interleaved with bytes of
+    /// its own, whatever the writer takes per call; the chunk goes back
+    /// with the last queue's write.
+    #[test]
+    fn a_shared_payload_is_written_by_every_queue_and_held_once() {
+        let mut pool = Pool::new(&PoolConfig::default());
+        let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let mut chunk = pool.get(400).expect("memory");
+        pool.bytes_mut(&chunk)[..300].copy_from_slice(&payload);
+        let shared = pool.share(chunk, 300);
+        let mut queues: Vec<WriteQueue> = (0..10).map(|_| WriteQueue::new()).collect();
+        for (i, q) in queues.iter_mut().enumerate() {
+            q.push(&mut pool, b"before", 64).expect("memory");
+            q.end_message();
+            q.push_shared(&mut pool, [i as u8; 8], &shared, 100, 200);
+            q.end_message();
+            q.push(&mut pool, b"after", 64).expect("memory");
+            q.end_message();
+            assert_eq!((q.bytes(), q.msgs()), (6 + 8 + 200 + 5, 3));
+        }
+        pool.put_shared(shared);
+        chunk = pool.get(1).expect("memory");
+        pool.put(chunk);
+        for (i, q) in queues.iter_mut().enumerate() {
+            let mut w = Trickle {
+                out: Vec::new(),
+                cap: 1 + 3 * i,
+            };
+            while !q.is_empty() {
+                q.write_with(&mut pool, |b| (w.write_vectored(b).unwrap(), ()));
+            }
+            let mut expect = b"before".to_vec();
+            expect.extend_from_slice(&[i as u8; 8]);
+            expect.extend_from_slice(&payload[100..300]);
+            expect.extend_from_slice(b"after");
+            assert_eq!(w.out, expect, "queue {i}");
+            assert_eq!(q.msgs(), 0);
+        }
+        assert_eq!(pool.shared_chunks(), 0);
         assert_eq!(pool.stats().chunks_in_use, 0);
     }
 

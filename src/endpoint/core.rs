@@ -15,6 +15,7 @@ use super::config::EndpointConfig;
 use crate::snet::SnetError;
 use crate::wire::{
     self, Challenge, Command, CommandError, FrameError, Origin, Status, CHALLENGE_LEN,
+    FEATURE_GROUPS,
 };
 
 /// Which side of the gateway an endpoint is on.
@@ -73,6 +74,23 @@ pub enum Event {
     },
     /// A vconn was closed (by the other end, or the gateway).
     Closed {
+        /// The vconn.
+        conn_id: u32,
+    },
+    /// The gateway answered [`Endpoint::probe_features`]: `bits` are the
+    /// extensions it supports (0 from a gateway that has none, such as the
+    /// Go one).
+    Features {
+        /// The probe.
+        dial: DialId,
+        /// Supported extensions ([`FEATURE_GROUPS`]).
+        bits: u32,
+    },
+    /// The gateway refused to add vconn `conn_id` to `group`: a group
+    /// limit was reached.
+    JoinRefused {
+        /// The group.
+        group: u32,
         /// The vconn.
         conn_id: u32,
     },
@@ -158,6 +176,10 @@ pub enum SendError {
     Endpoint(EndpointError),
     /// The message format could not encode the value.
     Format(super::config::FormatError),
+    /// A fan-out call (multicast, groups) on an endpoint whose gateway has
+    /// not said it supports them ([`Endpoint::probe_features`]), or on a
+    /// client.
+    Unsupported,
 }
 
 impl fmt::Display for SendError {
@@ -169,11 +191,19 @@ impl fmt::Display for SendError {
             }
             SendError::Endpoint(e) => e.fmt(f),
             SendError::Format(e) => e.fmt(f),
+            SendError::Unsupported => f.write_str(
+                "the gateway has not said it supports multicast and groups (probe it first; \
+                 only servers may use them)",
+            ),
         }
     }
 }
 
 impl std::error::Error for SendError {}
+
+/// The remote ID a server dials to ask the gateway for its extensions
+/// (no client has ID 0).
+const PROBE_ID: u32 = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -232,6 +262,8 @@ pub struct Endpoint {
     next_ping: Option<Instant>,
     /// When the oldest unanswered Ping was sent.
     ping_sent: Option<Instant>,
+    /// What the gateway answered to the last feature probe.
+    features: Option<u32>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -268,6 +300,7 @@ impl Endpoint {
             vconns: HashMap::new(),
             next_ping: cfg.ping_interval.map(|i| now + i),
             ping_sent: None,
+            features: None,
             cfg,
         };
         if role == Role::Client {
@@ -377,6 +410,105 @@ impl Endpoint {
             });
         }
         wire::encode_frame(&mut self.out, conn_id, msg);
+        Ok(())
+    }
+
+    /// Asks the gateway which extensions it supports (a server's Dial(0),
+    /// `docs/protocol.md` §10): the answer comes as [`Event::Features`]. A
+    /// gateway without extensions (the Go one) refuses the dial, which
+    /// gives `bits: 0`; nothing else changes.
+    pub fn probe_features(&mut self) -> Result<DialId, EndpointError> {
+        self.dial(PROBE_ID)
+    }
+
+    /// What the gateway answered to the last probe (`None`: not asked, or
+    /// no answer yet).
+    pub fn features(&self) -> Option<u32> {
+        self.features
+    }
+
+    /// Whether the fan-out calls may be used: a server whose gateway said
+    /// it supports them.
+    pub fn fan_out_supported(&self) -> bool {
+        self.role == Role::Server && self.features.is_some_and(|b| b & FEATURE_GROUPS != 0)
+    }
+
+    /// Checks a fan-out call: supported, the endpoint working, every conn
+    /// ID open, and the frame within `max_packet`.
+    fn fan_out_check(&self, ids: &[u32], words: usize, message: usize) -> Result<(), SendError> {
+        self.check().map_err(SendError::Endpoint)?;
+        if !self.fan_out_supported() {
+            return Err(SendError::Unsupported);
+        }
+        if let Some(&id) = ids.iter().find(|id| !self.vconns.contains_key(id)) {
+            return Err(SendError::NotOpen(id));
+        }
+        let max = self.cfg.max_packet;
+        match wire::group_frame_length(words, ids.len(), message) {
+            Some(length) if length <= max => Ok(()),
+            _ => {
+                let overhead = 1 + 4 * (words + ids.len());
+                Err(SendError::TooLarge {
+                    len: message,
+                    max: self.cfg.max_message().saturating_sub(overhead),
+                })
+            }
+        }
+    }
+
+    /// Queues one `msg` for every vconn in `conn_ids` (a Multicast: the
+    /// message crosses the link once). Each must be open.
+    pub fn multicast(&mut self, conn_ids: &[u32], msg: &[u8]) -> Result<(), SendError> {
+        self.fan_out_check(conn_ids, 1, msg.len())?;
+        wire::encode_multicast(&mut self.out, conn_ids, msg);
+        Ok(())
+    }
+
+    /// Adds the vconns to `group` (a number this server chooses). A vconn
+    /// leaves its groups when it closes; a join over a limit comes back as
+    /// [`Event::JoinRefused`].
+    pub fn join(&mut self, group: u32, conn_ids: &[u32]) -> Result<(), SendError> {
+        if conn_ids.is_empty() {
+            return self.fan_out_check(&[], 1, 0);
+        }
+        self.fan_out_check(conn_ids, 1, 0)?;
+        wire::encode_join(&mut self.out, group, conn_ids);
+        Ok(())
+    }
+
+    /// Takes the vconns out of `group`. Vconns this endpoint no longer has
+    /// are skipped (they left when they closed).
+    pub fn leave(&mut self, group: u32, conn_ids: &[u32]) -> Result<(), SendError> {
+        let open: Vec<u32> = conn_ids
+            .iter()
+            .copied()
+            .filter(|c| self.vconns.contains_key(c))
+            .collect();
+        if open.is_empty() {
+            return self.fan_out_check(&[], 1, 0);
+        }
+        self.fan_out_check(&open, 1, 0)?;
+        wire::encode_leave(&mut self.out, group, &open);
+        Ok(())
+    }
+
+    /// Empties `group`.
+    pub fn dissolve(&mut self, group: u32) -> Result<(), SendError> {
+        self.fan_out_check(&[], 1, 0)?;
+        wire::encode_leave(&mut self.out, group, &[]);
+        Ok(())
+    }
+
+    /// Queues one `msg` for every member of `group` but those in `except`
+    /// (a GroupSend). Conn IDs in `except` need not be open.
+    pub fn send_to_group(
+        &mut self,
+        group: u32,
+        msg: &[u8],
+        except: &[u32],
+    ) -> Result<(), SendError> {
+        self.fan_out_check(&[], 2 + except.len(), msg.len())?;
+        wire::encode_group_send(&mut self.out, group, except, msg);
         Ok(())
     }
 
@@ -491,6 +623,22 @@ impl Endpoint {
                     conn_id,
                     remote_id,
                 });
+            }
+            Command::Features { bits } => {
+                let dial = self.pop_dial(PROBE_ID)?;
+                self.features = Some(bits);
+                self.events.push_back(Event::Features { dial, bits });
+            }
+            Command::JoinRefused { group, conn_id } => {
+                self.events.push_back(Event::JoinRefused { group, conn_id });
+            }
+            Command::Refuse {
+                remote_id: PROBE_ID,
+            } if self.role == Role::Server => {
+                // A gateway without extensions: client 0 does not exist.
+                let dial = self.pop_dial(PROBE_ID)?;
+                self.features = Some(0);
+                self.events.push_back(Event::Features { dial, bits: 0 });
             }
             Command::Refuse { remote_id } => {
                 let dial = self.pop_dial(remote_id)?;

@@ -21,6 +21,8 @@ pub enum DialError {
     },
     /// The endpoint stopped before an answer came.
     Endpoint(EndpointError),
+    /// No answer within the time given (a feature probe).
+    Timeout,
 }
 
 impl fmt::Display for DialError {
@@ -30,6 +32,7 @@ impl fmt::Display for DialError {
                 write!(f, "gateway refused the dial to {remote_id}")
             }
             DialError::Endpoint(e) => write!(f, "dial failed: {e}"),
+            DialError::Timeout => f.write_str("the gateway did not answer in time"),
         }
     }
 }

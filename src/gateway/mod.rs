@@ -13,6 +13,7 @@
 
 mod admission;
 pub mod core;
+pub mod groups;
 mod loglimit;
 pub mod proxy;
 mod stats;

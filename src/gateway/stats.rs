@@ -306,6 +306,18 @@ stats_table! {
     Counter snet_bad_requests: u64 = "bad snet requests (a zero public key)";
     Counter snet_expired: u64 = "snet streams closed because their link stayed down for the wait \
         timeout";
+    Counter multicasts: u64 = "Multicast commands taken from servers";
+    Counter group_sends: u64 = "GroupSend commands taken from servers";
+    Counter frames_fanned_out: u64 = "data frames queued to clients by Multicast and GroupSend \
+        (each sharing its command's payload)";
+    Counter group_joins: u64 = "vconns added to a group";
+    Counter group_leaves: u64 = "vconns taken out of a group by Leave (closing vconns leave \
+        without being counted here)";
+    Counter group_joins_refused: u64 = "joins refused by a group limit (`ServerMaxGroups`, \
+        `GroupMaxMembers`, `VConnMaxGroups`), each answered with JoinRefused";
+    Gauge groups: usize = "groups servers keep at the gateway";
+    Gauge group_members: usize = "memberships of those groups (a vconn in two groups counts \
+        twice)";
 }
 
 impl Stats {

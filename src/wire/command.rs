@@ -8,6 +8,7 @@
 use std::fmt;
 
 use super::frame::{read_u32, COMMAND_CONN_ID, HEADER_LEN, MIN_LENGTH};
+use super::group::{GroupCommandError, GroupType};
 
 /// Who sent a command: the rules of which commands are legal depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,17 +44,24 @@ pub enum CommandType {
     Close = 4,
     /// Keep-alive.
     Ping = 5,
+    /// To a server that asked (Dial(0)): what the gateway supports beyond
+    /// the base protocol (`docs/protocol.md` §10).
+    Features = 6,
+    /// To a server: a Join was refused for one vconn (a group limit).
+    JoinRefused = 7,
 }
 
 impl CommandType {
     /// All command types, in Type order.
-    pub const ALL: [CommandType; 6] = [
+    pub const ALL: [CommandType; 8] = [
         CommandType::Dial,
         CommandType::Accept,
         CommandType::Connect,
         CommandType::Refuse,
         CommandType::Close,
         CommandType::Ping,
+        CommandType::Features,
+        CommandType::JoinRefused,
     ];
 
     /// The type for a Type byte, if it is known.
@@ -64,8 +72,11 @@ impl CommandType {
     /// Bytes of the command message (Type and arguments).
     pub fn message_len(self) -> usize {
         match self {
-            CommandType::Dial | CommandType::Refuse | CommandType::Close => 5,
-            CommandType::Accept | CommandType::Connect => 9,
+            CommandType::Dial
+            | CommandType::Refuse
+            | CommandType::Close
+            | CommandType::Features => 5,
+            CommandType::Accept | CommandType::Connect | CommandType::JoinRefused => 9,
             CommandType::Ping => 1,
         }
     }
@@ -80,9 +91,11 @@ impl CommandType {
     pub fn may_be_sent_by(self, origin: Origin) -> bool {
         match self {
             CommandType::Dial => origin == Origin::Endpoint,
-            CommandType::Accept | CommandType::Connect | CommandType::Refuse => {
-                origin == Origin::Gateway
-            }
+            CommandType::Accept
+            | CommandType::Connect
+            | CommandType::Refuse
+            | CommandType::Features
+            | CommandType::JoinRefused => origin == Origin::Gateway,
             CommandType::Close | CommandType::Ping => true,
         }
     }
@@ -96,6 +109,8 @@ impl CommandType {
             CommandType::Refuse => "Refuse",
             CommandType::Close => "Close",
             CommandType::Ping => "Ping",
+            CommandType::Features => "Features",
+            CommandType::JoinRefused => "JoinRefused",
         }
     }
 }
@@ -140,6 +155,20 @@ pub enum Command {
     },
     /// Keep-alive; the gateway echoes it.
     Ping,
+    /// The gateway's answer to a server's Dial(0): the extensions it
+    /// supports, one bit each ([`FEATURE_GROUPS`](crate::wire::FEATURE_GROUPS)).
+    Features {
+        /// Supported extensions.
+        bits: u32,
+    },
+    /// A Join of vconn `conn_id` to group `group` was refused: a group
+    /// limit was reached.
+    JoinRefused {
+        /// The group.
+        group: u32,
+        /// The vconn that was not added.
+        conn_id: u32,
+    },
 }
 
 /// The longest command frame on the wire (Accept and Connect).
@@ -175,13 +204,20 @@ impl Command {
             Command::Refuse { .. } => CommandType::Refuse,
             Command::Close { .. } => CommandType::Close,
             Command::Ping => CommandType::Ping,
+            Command::Features { .. } => CommandType::Features,
+            Command::JoinRefused { .. } => CommandType::JoinRefused,
         }
     }
 
     /// Decodes a command message (the bytes after Conn ID 0), whoever sent it.
     pub fn decode(message: &[u8]) -> Result<Command, CommandError> {
         let (&type_byte, args) = message.split_first().ok_or(CommandError::Empty)?;
-        let kind = CommandType::from_byte(type_byte).ok_or(CommandError::UnknownType(type_byte))?;
+        let Some(kind) = CommandType::from_byte(type_byte) else {
+            return Err(match GroupType::from_byte(type_byte) {
+                Some(group) => CommandError::ServerOnly(group),
+                None => CommandError::UnknownType(type_byte),
+            });
+        };
         if message.len() != kind.message_len() {
             return Err(CommandError::WrongLength {
                 kind,
@@ -203,6 +239,11 @@ impl Command {
             CommandType::Refuse => Command::Refuse { remote_id: a() },
             CommandType::Close => Command::Close { conn_id: a() },
             CommandType::Ping => Command::Ping,
+            CommandType::Features => Command::Features { bits: a() },
+            CommandType::JoinRefused => Command::JoinRefused {
+                group: a(),
+                conn_id: b(),
+            },
         })
     }
 
@@ -230,6 +271,8 @@ impl Command {
         let (x, y) = match *self {
             Command::Dial { remote_id } | Command::Refuse { remote_id } => (Some(remote_id), None),
             Command::Close { conn_id } => (Some(conn_id), None),
+            Command::Features { bits } => (Some(bits), None),
+            Command::JoinRefused { group, conn_id } => (Some(group), Some(conn_id)),
             Command::Accept { conn_id, remote_id } | Command::Connect { conn_id, remote_id } => {
                 (Some(conn_id), Some(remote_id))
             }
@@ -268,6 +311,11 @@ pub enum CommandError {
         /// Bytes of the message received (Type and arguments).
         length: usize,
     },
+    /// A fan-out command (`docs/protocol.md` §10) from a client, or from
+    /// the gateway: only servers may send one, to the gateway.
+    ServerOnly(GroupType),
+    /// A fan-out command whose bytes do not add up.
+    Group(GroupCommandError),
     /// A command the sender's role may not send.
     Forbidden {
         /// The command.
@@ -282,7 +330,7 @@ impl fmt::Display for CommandError {
         match *self {
             CommandError::Empty => f.write_str("empty command frame (Conn ID 0 with no Type byte)"),
             CommandError::UnknownType(t) => {
-                write!(f, "unknown command Type {t} (known types are 0 to 5)")
+                write!(f, "unknown command Type {t} (known types are 0 to 11)")
             }
             CommandError::WrongLength { kind, length } => write!(
                 f,
@@ -290,6 +338,13 @@ impl fmt::Display for CommandError {
                 length + MIN_LENGTH as usize,
                 kind.frame_length()
             ),
+            CommandError::ServerOnly(kind) => {
+                write!(
+                    f,
+                    "{kind} command, which only a server may send, and only to the gateway"
+                )
+            }
+            CommandError::Group(e) => write!(f, "{e}"),
             CommandError::Forbidden { kind, origin } => {
                 write!(f, "{kind} command sent by {origin}, which may not send it")
             }

@@ -38,12 +38,17 @@
 
 mod command;
 mod frame;
+mod group;
 mod handshake;
 
 pub use command::{Command, CommandBytes, CommandError, CommandType, Origin, MAX_COMMAND_FRAME};
 pub use frame::{
     check_length, decode_frame, decode_header, encode_frame, header_for, Frame, FrameError, Header,
     Status, COMMAND_CONN_ID, DEFAULT_MAX_PACKET, HEADER_LEN, LENGTH_LEN, MIN_LENGTH,
+};
+pub use group::{
+    encode_group_send, encode_join, encode_leave, encode_multicast, group_frame_length, ConnIds,
+    GroupCommand, GroupCommandError, GroupType, FEATURE_GROUPS,
 };
 pub use handshake::{Challenge, Response, CHALLENGE_LEN, DIGEST_LEN, RESPONSE_LEN};
 

@@ -38,7 +38,138 @@ fn examples() -> Vec<(Command, Vec<u8>)> {
             hex("09 00 00 00 00 00 00 00 04 37 25 00 00"),
         ),
         (Command::Ping, hex("05 00 00 00 00 00 00 00 05")),
+        (
+            Command::Features { bits: 1 },
+            hex("09 00 00 00 00 00 00 00 06 01 00 00 00"),
+        ),
+        (
+            Command::JoinRefused {
+                group: 7,
+                conn_id: 9527,
+            },
+            hex("0d 00 00 00 00 00 00 00 07 07 00 00 00 37 25 00 00"),
+        ),
     ]
+}
+
+/// `docs/protocol.md` §10, the fan-out commands byte by byte.
+fn group_examples() -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut multicast = Vec::new();
+    encode_multicast(&mut multicast, &[9527, 9528], b"Hi");
+    let mut join = Vec::new();
+    encode_join(&mut join, 7, &[9527, 9528]);
+    let mut leave = Vec::new();
+    encode_leave(&mut leave, 7, &[9528]);
+    let mut dissolve = Vec::new();
+    encode_leave(&mut dissolve, 7, &[]);
+    let mut send = Vec::new();
+    encode_group_send(&mut send, 7, &[9527], b"Hi");
+    vec![
+        (
+            multicast,
+            hex("13 00 00 00 00 00 00 00 08 02 00 00 00 37 25 00 00 38 25 00 00 48 69"),
+        ),
+        (
+            join,
+            hex("11 00 00 00 00 00 00 00 09 07 00 00 00 37 25 00 00 38 25 00 00"),
+        ),
+        (
+            leave,
+            hex("0d 00 00 00 00 00 00 00 0a 07 00 00 00 38 25 00 00"),
+        ),
+        (dissolve, hex("09 00 00 00 00 00 00 00 0a 07 00 00 00")),
+        (
+            send,
+            hex("13 00 00 00 00 00 00 00 0b 07 00 00 00 01 00 00 00 37 25 00 00 48 69"),
+        ),
+    ]
+}
+
+#[test]
+fn group_commands_encode_and_decode_byte_exact() {
+    let decoded: Vec<String> = group_examples()
+        .into_iter()
+        .map(|(encoded, bytes)| {
+            assert_eq!(encoded, bytes);
+            let frame = decode_frame(&bytes, DEFAULT_MAX_PACKET)
+                .unwrap()
+                .complete()
+                .unwrap();
+            assert!(frame.is_command());
+            let kind = GroupType::from_byte(frame.message[0]).unwrap();
+            let cmd = GroupCommand::decode(kind, frame.message).unwrap();
+            assert_eq!(cmd.kind(), kind);
+            match cmd {
+                GroupCommand::Multicast { conn_ids, message } => {
+                    format!("M {:?} {message:?}", conn_ids.iter().collect::<Vec<_>>())
+                }
+                GroupCommand::Join { group, conn_ids } => {
+                    format!("J {group} {:?}", conn_ids.iter().collect::<Vec<_>>())
+                }
+                GroupCommand::Leave { group, conn_ids } => {
+                    format!("L {group} {:?}", conn_ids.iter().collect::<Vec<_>>())
+                }
+                GroupCommand::GroupSend {
+                    group,
+                    except,
+                    message,
+                } => format!(
+                    "S {group} {:?} {message:?}",
+                    except.iter().collect::<Vec<_>>()
+                ),
+            }
+        })
+        .collect();
+    assert_eq!(
+        decoded,
+        [
+            "M [9527, 9528] [72, 105]",
+            "J 7 [9527, 9528]",
+            "L 7 [9528]",
+            "L 7 []",
+            "S 7 [9527] [72, 105]",
+        ]
+    );
+}
+
+#[test]
+fn group_commands_that_do_not_add_up_are_refused() {
+    let cases: &[(GroupType, &[u8])] = &[
+        // A count of 3 conn IDs with room for 2.
+        (
+            GroupType::Multicast,
+            &[8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0],
+        ),
+        // No count at all.
+        (GroupType::Multicast, &[8, 1, 0]),
+        // A count near u32::MAX.
+        (GroupType::Multicast, &[8, 0xff, 0xff, 0xff, 0xff]),
+        // Join with no conn ID.
+        (GroupType::Join, &[9, 7, 0, 0, 0]),
+        // Join with a conn ID cut short.
+        (GroupType::Join, &[9, 7, 0, 0, 0, 1, 0, 0]),
+        // Leave with a stray byte.
+        (GroupType::Leave, &[10, 7, 0, 0, 0, 1]),
+        // GroupSend without its except count.
+        (GroupType::GroupSend, &[11, 7, 0, 0, 0]),
+        (
+            GroupType::GroupSend,
+            &[11, 7, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0],
+        ),
+        // Nothing but the Type byte.
+        (GroupType::Leave, &[10]),
+    ];
+    for &(kind, msg) in cases {
+        let err = GroupCommand::decode(kind, msg).unwrap_err();
+        assert_eq!(err.kind, kind);
+        assert_eq!(err.length, msg.len());
+        let text = CommandError::Group(err).to_string();
+        assert!(text.contains(kind.name()), "{text}");
+        assert!(text.contains(&format!("{} bytes", msg.len())), "{text}");
+    }
+    // Empty lists and messages are fine where the shape allows them.
+    assert!(GroupCommand::decode(GroupType::Multicast, &[8, 0, 0, 0, 0]).is_ok());
+    assert!(GroupCommand::decode(GroupType::GroupSend, &[11, 7, 0, 0, 0, 0, 0, 0, 0]).is_ok());
 }
 
 #[test]
@@ -233,7 +364,15 @@ fn empty_command_frame_is_its_own_error() {
 
 #[test]
 fn unknown_type_is_its_own_error() {
-    for t in 6u8..=255 {
+    for t in 8u8..=11 {
+        let err = Command::decode(&[t, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(
+            err,
+            CommandError::ServerOnly(GroupType::from_byte(t).unwrap())
+        );
+        assert!(err.to_string().contains("only a server"), "{err}");
+    }
+    for t in 12u8..=255 {
         let err = Command::decode(&[t, 0, 0, 0, 0]).unwrap_err();
         assert_eq!(err, CommandError::UnknownType(t));
         assert!(err.to_string().contains(&format!("Type {t}")));
@@ -268,7 +407,11 @@ fn endpoints_may_not_send_gateway_commands() {
         let from_endpoint = Command::decode_from(Origin::Endpoint, msg);
         let from_gateway = Command::decode_from(Origin::Gateway, msg);
         match cmd.kind() {
-            CommandType::Accept | CommandType::Connect | CommandType::Refuse => {
+            CommandType::Accept
+            | CommandType::Connect
+            | CommandType::Refuse
+            | CommandType::Features
+            | CommandType::JoinRefused => {
                 let err = from_endpoint.unwrap_err();
                 assert_eq!(
                     err,

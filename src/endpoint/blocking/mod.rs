@@ -42,6 +42,10 @@ struct State {
     inboxes: HashMap<u32, Inbox>,
     accepts: VecDeque<(u32, u32)>,
     dials: HashMap<DialId, Result<(u32, u32), DialError>>,
+    /// Answers to feature probes.
+    features: HashMap<DialId, u32>,
+    /// Joins the gateway refused: (group, conn ID).
+    join_refusals: VecDeque<(u32, u32)>,
 }
 
 impl State {
@@ -149,6 +153,12 @@ impl<F> Shared<F> {
                     let e = s.failure().unwrap_or(EndpointError::Disconnected);
                     s.dials.insert(dial, Err(DialError::Endpoint(e)));
                 }
+                Event::Features { dial, bits } => {
+                    s.features.insert(dial, bits);
+                }
+                Event::JoinRefused { group, conn_id } => {
+                    s.join_refusals.push_back((group, conn_id));
+                }
                 Event::Accepted { conn_id, remote_id } => {
                     s.inboxes.insert(conn_id, Inbox::default());
                     s.accepts.push_back((conn_id, remote_id));
@@ -179,6 +189,44 @@ impl<F> Shared<F> {
         }
         s.flush(0);
         self.changed.notify_all();
+    }
+
+    /// Waits for room in the send queue and takes one place in it.
+    fn reserve_send(&self) -> Result<(), SendError> {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        while *q >= self.send_limit {
+            if let Some(e) = self.lock().failure() {
+                return Err(SendError::Endpoint(e));
+            }
+            q = self
+                .room
+                .wait_timeout(q, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *q += 1;
+        Ok(())
+    }
+
+    /// Queues one message with `queue` (a call on the endpoint), holding a
+    /// place in the send queue until it is written.
+    fn send_with(
+        &self,
+        queue: impl FnOnce(&mut Endpoint) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        self.reserve_send()?;
+        let mut s = self.lock();
+        match queue(&mut s.ep) {
+            Ok(()) => {
+                s.flush(1);
+                Ok(())
+            }
+            Err(e) => {
+                drop(s);
+                *self.queued.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                Err(e)
+            }
+        }
     }
 
     fn fail(&self, e: Option<io::Error>) {
@@ -302,6 +350,8 @@ impl<F: MsgFormat> Handle<F> {
                     inboxes: HashMap::new(),
                     accepts: VecDeque::new(),
                     dials: HashMap::new(),
+                    features: HashMap::new(),
+                    join_refusals: VecDeque::new(),
                 }),
                 changed: Condvar::new(),
                 queued: Mutex::new(0),
@@ -597,6 +647,89 @@ impl<F: MsgFormat> Server<F> {
     }
 }
 
+/// Multicast and groups at the gateway (`docs/protocol.md` §10). They
+/// need a gateway that supports them: call
+/// [`probe_features`](Server::probe_features) once first (the Go gateway
+/// does not; the calls then fail with [`SendError::Unsupported`] and send
+/// nothing).
+impl<F: MsgFormat> Server<F> {
+    /// Asks the gateway which extensions it supports and waits up to
+    /// `timeout` for the answer: the bits ([`FEATURE_GROUPS`](crate::wire::FEATURE_GROUPS)),
+    /// 0 from a gateway without extensions.
+    pub fn probe_features(&self, timeout: Duration) -> Result<u32, DialError> {
+        let shared = &self.0.shared;
+        let mut s = shared.lock();
+        let id = s.ep.probe_features().map_err(DialError::Endpoint)?;
+        s.flush(0);
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(bits) = s.features.remove(&id) {
+                return Ok(bits);
+            }
+            if let Some(e) = s.failure() {
+                return Err(DialError::Endpoint(e));
+            }
+            let (g, timed_out) = shared.wait(s, Some(until));
+            s = g;
+            if timed_out {
+                return Err(DialError::Timeout);
+            }
+        }
+    }
+
+    fn encode(&self, msg: &F::Outgoing) -> Result<Vec<u8>, SendError> {
+        let mut bytes = Vec::new();
+        self.0
+            .shared
+            .format
+            .encode(msg, &mut bytes)
+            .map_err(SendError::Format)?;
+        Ok(bytes)
+    }
+
+    /// Sends one message to every vconn in `conn_ids` (each must be open):
+    /// it crosses the link once, and the gateway queues it to each.
+    pub fn multicast(&self, conn_ids: &[u32], msg: &F::Outgoing) -> Result<(), SendError> {
+        let bytes = self.encode(msg)?;
+        self.0.shared.send_with(|ep| ep.multicast(conn_ids, &bytes))
+    }
+
+    /// Sends one message to every member of `group` but those in `except`.
+    pub fn send_to_group(
+        &self,
+        group: u32,
+        msg: &F::Outgoing,
+        except: &[u32],
+    ) -> Result<(), SendError> {
+        let bytes = self.encode(msg)?;
+        self.0
+            .shared
+            .send_with(|ep| ep.send_to_group(group, &bytes, except))
+    }
+
+    /// Adds open vconns to `group`; a join over a group limit shows up in
+    /// [`join_refusals`](Self::join_refusals).
+    pub fn join(&self, group: u32, conn_ids: &[u32]) -> Result<(), SendError> {
+        self.0.shared.send_with(|ep| ep.join(group, conn_ids))
+    }
+
+    /// Takes vconns out of `group` (vconns already closed are skipped).
+    pub fn leave(&self, group: u32, conn_ids: &[u32]) -> Result<(), SendError> {
+        self.0.shared.send_with(|ep| ep.leave(group, conn_ids))
+    }
+
+    /// Empties `group`.
+    pub fn dissolve(&self, group: u32) -> Result<(), SendError> {
+        self.0.shared.send_with(|ep| ep.dissolve(group))
+    }
+
+    /// The joins the gateway refused since the last call, as (group, conn
+    /// ID).
+    pub fn join_refusals(&self) -> Vec<(u32, u32)> {
+        self.0.shared.lock().join_refusals.drain(..).collect()
+    }
+}
+
 /// One virtual connection. Dropping it closes it.
 pub struct VirtualConn<F: MsgFormat = Raw> {
     shared: Arc<Shared<F>>,
@@ -631,33 +764,8 @@ impl<F: MsgFormat> VirtualConn<F> {
             .format
             .encode(msg, &mut bytes)
             .map_err(SendError::Format)?;
-        {
-            let mut q = self.shared.queued.lock().unwrap_or_else(|e| e.into_inner());
-            while *q >= self.shared.send_limit {
-                if let Some(e) = self.shared.lock().failure() {
-                    return Err(SendError::Endpoint(e));
-                }
-                q = self
-                    .shared
-                    .room
-                    .wait_timeout(q, Duration::from_millis(100))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            *q += 1;
-        }
-        let mut s = self.shared.lock();
-        match s.ep.send(self.conn_id, &bytes) {
-            Ok(()) => {
-                s.flush(1);
-                Ok(())
-            }
-            Err(e) => {
-                drop(s);
-                *self.shared.queued.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-                Err(e)
-            }
-        }
+        let conn_id = self.conn_id;
+        self.shared.send_with(|ep| ep.send(conn_id, &bytes))
     }
 
     /// Waits for the next message. After a close, messages that arrived

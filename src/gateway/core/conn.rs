@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::buf::{ReadBuf, WriteQueue};
+use crate::buf::{Chunk, ReadBuf, WriteQueue};
 use crate::gateway::stats::CloseReason;
 use crate::gateway::vconn::VList;
 use crate::side::Side;
 use crate::transport::Ready;
-use crate::wire::{Challenge, Header};
+use crate::wire::{Challenge, GroupType, Header};
 
 /// Reconnects one snet stream may make at once, after a quiet spell.
 const RESUME_BURST: f32 = 32.0;
@@ -48,6 +48,10 @@ pub(super) enum Rx {
     /// no longer exists: read and dropped as it arrives (nothing is kept),
     /// then answered with Close.
     Skip { conn_id: u32, remaining: u32 },
+    /// The message of a server's fan-out command, gathered in `gather`
+    /// (one chunk, so the command can be read in place and its payload
+    /// shared by every destination), taken once complete.
+    Gather { kind: GroupType, len: u32, got: u32 },
 }
 
 /// A pause the gateway imposed on a connection.
@@ -97,6 +101,8 @@ pub(super) struct Conn<T> {
     pub out: WriteQueue,
     /// A large frame being gathered (see `Rx::Stage`).
     pub stage: WriteQueue,
+    /// A fan-out command being gathered (see `Rx::Gather`).
+    pub gather: Option<Chunk>,
     pub vlist: VList,
     /// When the idle clock last restarted: the last complete frame, or the
     /// end of a pause the gateway imposed.
@@ -188,6 +194,7 @@ impl<T> Conn<T> {
             rx: Rx::Frames,
             out: WriteQueue::new(),
             stage: WriteQueue::new(),
+            gather: None,
             vlist: VList::default(),
             last_active: now,
             ready: Ready::READABLE | Ready::WRITABLE,

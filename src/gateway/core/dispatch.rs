@@ -78,6 +78,7 @@ impl<T: Transport> Core<T> {
                 self.frame_done(key, now, true);
             }
             Input::Command(cmd) => self.command(key, cmd),
+            Input::Group { kind, len } => return self.fanout(key, kind, len as usize),
             Input::Authenticated { server_id } => self.authenticated(key, server_id, now),
         }
         Flow::Progress
@@ -103,6 +104,9 @@ impl<T: Transport> Core<T> {
 
     fn command(&mut self, key: usize, cmd: Command) {
         match cmd {
+            Command::Dial { remote_id: 0 } if self.conns[key].side == Side::Server => {
+                self.features(key)
+            }
             Command::Dial { remote_id } => self.router.dial(
                 &mut self.conns,
                 &self.cfg,
@@ -123,7 +127,11 @@ impl<T: Transport> Core<T> {
                 self.outbox.push((key, Command::Ping));
             }
             // Rejected by `decode_from(Origin::Endpoint, ..)`.
-            Command::Accept { .. } | Command::Connect { .. } | Command::Refuse { .. } => {}
+            Command::Accept { .. }
+            | Command::Connect { .. }
+            | Command::Refuse { .. }
+            | Command::Features { .. }
+            | Command::JoinRefused { .. } => {}
         }
         self.send_outbox();
     }

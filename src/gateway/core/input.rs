@@ -21,8 +21,8 @@ use crate::gateway::stats::{CloseReason, ProtocolError, ProxyError};
 use crate::side::Side;
 use crate::transport::{IoStatus, Ready, StreamEnd, Transport};
 use crate::wire::{
-    self, Command, CommandError, CommandType, Header, Origin, Response, Status, HEADER_LEN,
-    MAX_COMMAND_FRAME, RESPONSE_LEN,
+    self, Command, CommandError, CommandType, GroupType, Header, Origin, Response, Status,
+    HEADER_LEN, MAX_COMMAND_FRAME, RESPONSE_LEN,
 };
 
 /// Most reads from one connection per turn.
@@ -51,6 +51,14 @@ pub(super) enum Input {
     Staged(Header),
     /// A command, taken out of the buffer.
     Command(Command),
+    /// A server's fan-out command, gathered whole in the connection's
+    /// `gather` chunk.
+    Group {
+        /// Its Type.
+        kind: GroupType,
+        /// Bytes of its message (Type and arguments).
+        len: u32,
+    },
     /// A server proved the key in its answer to the challenge.
     Authenticated {
         /// The ID it claims.
@@ -177,6 +185,7 @@ impl<T: Transport> Core<T> {
                 (Rx::Skip { conn_id, remaining }, _) => {
                     self.take_skip(key, conn_id, remaining, now)
                 }
+                (Rx::Gather { kind, len, got }, _) => self.take_gather(key, kind, len, got, now),
                 (Rx::Frames, State::Proxy { .. }) => self.take_proxy(key, now),
                 (Rx::Frames, State::Snet { .. }) => self.take_snet(key, now),
                 (Rx::Frames, State::Handshake { .. }) => self.take_handshake(key, now),
@@ -313,6 +322,14 @@ impl<T: Transport> Core<T> {
 
     fn take_command(&mut self, key: usize, h: Header, now: Instant) -> Flow {
         let data = self.conns[key].rbuf.data(&self.rpool);
+        if h.frame_len() > HEADER_LEN {
+            let Some(&t) = data.get(HEADER_LEN) else {
+                return Flow::NeedMore;
+            };
+            if let Some(kind) = GroupType::from_byte(t) {
+                return self.begin_gather(key, kind, h);
+            }
+        }
         if h.frame_len() > MAX_COMMAND_FRAME {
             // Too long for any command: say which rule it broke as soon as
             // the Type byte is here, without waiting for the rest.
@@ -381,6 +398,66 @@ impl<T: Transport> Core<T> {
 
     /// Drops the body of a large frame on a dead vconn as it arrives;
     /// answers Close once it is all there.
+    /// A fan-out command begins: only servers may send one; its message is
+    /// gathered in one chunk of its own (counted in the partial-frame
+    /// budget until it is taken).
+    fn begin_gather(&mut self, key: usize, kind: GroupType, h: Header) -> Flow {
+        if self.conns[key].side == Side::Client {
+            return self
+                .protocol_error(key, ProtocolError::Command(CommandError::ServerOnly(kind)));
+        }
+        let len = h.message_len();
+        if !self.partial_budget_allows(key, len, len) {
+            return Flow::Stop;
+        }
+        let chunk = match self.wpool.get(len) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                self.out_of_memory(key, e);
+                return Flow::Stop;
+            }
+        };
+        self.staged += len;
+        let c = &mut self.conns[key];
+        c.gather = Some(chunk);
+        c.rbuf.consume(&mut self.rpool, HEADER_LEN);
+        c.rx = Rx::Gather {
+            kind,
+            len: len as u32,
+            got: 0,
+        };
+        Flow::Progress
+    }
+
+    fn take_gather(
+        &mut self,
+        key: usize,
+        kind: GroupType,
+        len: u32,
+        got: u32,
+        now: Instant,
+    ) -> Flow {
+        let c = &mut self.conns[key];
+        let n = c.rbuf.len().min((len - got) as usize);
+        if n == 0 && got < len {
+            return Flow::NeedMore;
+        }
+        let Some(chunk) = &c.gather else {
+            return Flow::Stop;
+        };
+        let at = got as usize;
+        self.wpool.bytes_mut(chunk)[at..at + n].copy_from_slice(&c.rbuf.data(&self.rpool)[..n]);
+        c.rbuf.consume(&mut self.rpool, n);
+        let got = got + n as u32;
+        if got < len {
+            c.rx = Rx::Gather { kind, len, got };
+            return Flow::Progress;
+        }
+        c.rx = Rx::Frames;
+        self.frame_done(key, now, false);
+        self.apply(key, Input::Group { kind, len }, now)
+    }
+
     fn take_skip(&mut self, key: usize, conn_id: u32, remaining: u32, now: Instant) -> Flow {
         let c = &mut self.conns[key];
         let n = c.rbuf.len().min(remaining as usize);

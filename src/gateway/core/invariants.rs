@@ -3,6 +3,7 @@
 //! table agrees with every connection's list, caps hold, and only a
 //! congested server makes anyone wait. Reads only; changes nothing.
 
+use super::conn::{Conn, Rx};
 use super::Core;
 use crate::side::Side;
 use crate::transport::Transport;
@@ -10,7 +11,22 @@ use crate::transport::Transport;
 impl<T: Transport> Core<T> {
     /// Checks the core's invariants; for tests and the fuzzer.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let staged: usize = self.conns.iter().map(|(_, c)| c.stage.bytes()).sum();
+        for (key, c) in self.conns.iter() {
+            if matches!(c.rx, Rx::Gather { .. }) != c.gather.is_some() {
+                return Err(format!(
+                    "conn {key}: a gather chunk without a gather, or the reverse"
+                ));
+            }
+        }
+        let gathering = |c: &Conn<T>| match c.rx {
+            Rx::Gather { len, .. } => len as usize,
+            _ => 0,
+        };
+        let staged: usize = self
+            .conns
+            .iter()
+            .map(|(_, c)| c.stage.bytes() + gathering(c))
+            .sum();
         if staged != self.staged {
             return Err(format!(
                 "partial frames hold {staged} bytes, {} counted",

@@ -54,6 +54,7 @@
 
 mod conn;
 mod dispatch;
+mod fanout;
 mod input;
 mod invariants;
 mod output;
@@ -120,6 +121,10 @@ pub struct Core<T> {
     router: Router,
     /// What the router decided to tell the peers, not yet queued.
     outbox: Outbox,
+    /// The conn IDs of the fan-out command being carried out.
+    fan_ids: Vec<u32>,
+    /// The members a GroupSend goes to.
+    fan_members: Vec<u32>,
     next_serial: u64,
     rpool: Pool,
     wpool: Pool,
@@ -163,6 +168,9 @@ impl<T> Drop for Core<T> {
             c.rbuf.release(&mut self.rpool);
             c.out.release(&mut self.wpool);
             c.stage.release(&mut self.wpool);
+            if let Some(chunk) = c.gather.take() {
+                self.wpool.put(chunk);
+            }
         }
     }
 }
@@ -204,6 +212,8 @@ impl<T: Transport> Core<T> {
         Core {
             router: Router::new(cfg.client_ids),
             outbox: Outbox::new(),
+            fan_ids: Vec::new(),
+            fan_members: Vec::new(),
             rpool: Pool::new(&cfg.pool),
             wpool: Pool::new(&cfg.pool),
             cfg,
@@ -523,6 +533,7 @@ impl<T: Transport> Core<T> {
         self.send_outbox();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
+            self.release_gather(key);
             let c = &mut self.conns[key];
             c.rx = conn::Rx::Frames;
             self.staged -= c.stage.bytes();
@@ -573,6 +584,8 @@ impl<T: Transport> Core<T> {
         s.servers = self.admission.live(Side::Server);
         s.clients = self.admission.live(Side::Client);
         s.vconns = self.router.vconns.len();
+        s.groups = self.router.groups.count();
+        s.group_members = self.router.groups.members();
         s.queued_bytes = self.conns.iter().map(|(_, c)| c.out.bytes()).sum();
         s.snet_waiting = self
             .conns
@@ -637,6 +650,15 @@ impl<T: Transport> Core<T> {
         }
     }
 
+    /// Gives back the bytes of a fan-out command `key` was gathering.
+    fn release_gather(&mut self, key: usize) {
+        let c = &mut self.conns[key];
+        if let (conn::Rx::Gather { len, .. }, Some(chunk)) = (c.rx, c.gather.take()) {
+            self.staged -= len as usize;
+            self.wpool.put(chunk);
+        }
+    }
+
     fn close_now(&mut self, key: usize) {
         let Some(reason) = self.conns.get(key).and_then(|c| c.doomed) else {
             return;
@@ -663,8 +685,16 @@ impl<T: Transport> Core<T> {
         if self.conns.capacity() > 256 && self.conns.len() * 4 < self.conns.capacity() {
             self.crowd_left = true;
         }
-        if matches!(c.rx, conn::Rx::Stage { .. } | conn::Rx::Skip { .. }) || !c.rbuf.is_empty() {
+        if matches!(
+            c.rx,
+            conn::Rx::Stage { .. } | conn::Rx::Skip { .. } | conn::Rx::Gather { .. }
+        ) || !c.rbuf.is_empty()
+        {
             self.stats.partial_frames_dropped += 1;
+        }
+        if let (conn::Rx::Gather { len, .. }, Some(chunk)) = (c.rx, c.gather.take()) {
+            self.staged -= len as usize;
+            self.wpool.put(chunk);
         }
         if let Some(id) = c.id() {
             self.router.forget(side, id, key);

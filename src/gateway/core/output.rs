@@ -120,7 +120,7 @@ impl<T: Transport> Core<T> {
                 }
             }
             // Not a frame waiting whole: nothing to drop.
-            Rx::Stage { .. } | Rx::Skip { .. } => return,
+            Rx::Stage { .. } | Rx::Skip { .. } | Rx::Gather { .. } => return,
         }
         self.stats.frames_dropped_paused += 1;
     }

@@ -16,6 +16,7 @@ use slab::Slab;
 
 use super::conn::Conn;
 use crate::config::{ClientIds, Config};
+use crate::gateway::groups::Groups;
 use crate::gateway::stats::Stats;
 use crate::gateway::vconn::{IdMap, VConnTable};
 use crate::side::Side;
@@ -44,6 +45,8 @@ pub(super) struct Router {
     pub servers: IdMap<usize>,
     next_client_id: u32,
     client_ids: ClientIds,
+    /// The groups servers keep here; a vconn leaves them when it goes.
+    pub groups: Groups,
 }
 
 impl Router {
@@ -54,6 +57,7 @@ impl Router {
             servers: IdMap::default(),
             next_client_id: client_ids.first,
             client_ids,
+            groups: Groups::default(),
         }
     }
 
@@ -220,6 +224,9 @@ impl Router {
 
     fn remove<T>(&mut self, conns: &mut Slab<Conn<T>>, conn_id: u32, ends: [usize; 2]) {
         let [client, server] = ends;
+        if !self.groups.is_empty() {
+            self.groups.vconn_closed(server, conn_id);
+        }
         if let Some((c, s)) = conns.get2_mut(client, server) {
             self.vconns.remove(conn_id, &mut c.vlist, &mut s.vlist);
         }
@@ -234,6 +241,9 @@ impl Router {
         out: &mut Outbox,
     ) {
         let side = conns[key].side;
+        if side == Side::Server && !self.groups.is_empty() {
+            self.groups.server_closed(key);
+        }
         while let Some(conn_id) = conns[key].vlist.first() {
             let Some(ends) = self.vconns.ends(conn_id) else {
                 break;
@@ -321,6 +331,7 @@ impl Router {
                 self.vconns.len()
             ));
         }
+        self.groups.check()?;
         for (id, &key) in self.clients.iter().chain(self.servers.iter()) {
             if conns.get(key).and_then(|c| c.id()) != Some(*id) {
                 return Err(format!("ID {id} maps to conn {key}, which has another ID"));

@@ -5,9 +5,10 @@
 //! shutdown cases; `edges.rs` the edges of the data path (sources dying or
 //! stalling mid-frame, conn ID reuse, bounded queues, a drain under input);
 //! `memory.rs` what partial frames and dead vconns may pin and pages given
-//! back after a burst.
+//! back after a burst; `fanout.rs` multicast and groups (§10).
 
 mod edges;
+mod fanout;
 mod memory;
 mod pressure;
 

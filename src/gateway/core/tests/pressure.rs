@@ -68,9 +68,22 @@ fn bad_frames_and_commands_close_only_the_offender() {
         (vec![4, 0, 0, 0, 0, 0, 0, 0], |e| {
             *e == ProtocolError::Command(CommandError::Empty)
         }),
-        (vec![5, 0, 0, 0, 0, 0, 0, 0, 9], |e| {
-            *e == ProtocolError::Command(CommandError::UnknownType(9))
+        (vec![5, 0, 0, 0, 0, 0, 0, 0, 12], |e| {
+            *e == ProtocolError::Command(CommandError::UnknownType(12))
         }),
+        // A fan-out command is for servers only.
+        (
+            {
+                let mut b = Vec::new();
+                crate::wire::encode_multicast(&mut b, &[1], b"x");
+                b
+            },
+            |e| {
+                *e == ProtocolError::Command(CommandError::ServerOnly(
+                    crate::wire::GroupType::Multicast,
+                ))
+            },
+        ),
         (
             Command::Accept {
                 conn_id: 1,
