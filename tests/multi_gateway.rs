@@ -95,13 +95,39 @@ fn gateway_links_in_a_mio_loop() {
     let addrs: Vec<SocketAddr> = gws.iter().map(|g| g.server_addr).collect();
     let mut poll = Poll::new().unwrap();
     let mut d = EndpointDriver::new(TokenRange { start: 0, len: 64 });
-    let mut links = GatewayLinks::new(&addrs, server_cfg(), Instant::now());
+    let cfg = EndpointConfig {
+        probe_features: true,
+        ..server_cfg()
+    };
+    let mut links = GatewayLinks::new(&addrs, cfg, Instant::now());
     let mut events = Events::with_capacity(64);
     let mut clients = Vec::new();
     let mut seen = [0usize; 2];
+    let mut accepted: Vec<(usize, u32)> = Vec::new();
+    let mut received: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut sent = false;
     let start = Instant::now();
-    while seen != [3, 3] {
-        assert!(start.elapsed() < DEADLINE, "seen {seen:?}");
+    // Each link's endpoint knows the gateway's features.
+    let both_probed = |d: &mut EndpointDriver, links: &GatewayLinks| {
+        (0..2).all(|g| {
+            links
+                .key_of(g)
+                .and_then(|k| d.endpoint(k))
+                .is_some_and(|ep| ep.fan_out_supported())
+        })
+    };
+    while received.len() < 5 || start.elapsed() < Duration::from_millis(200) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "seen {seen:?}, received {received:?}"
+        );
+        if seen == [3, 3] && !sent && both_probed(&mut d, &links) {
+            // A group across both gateways: each gets only its members.
+            links.join(&mut d, 5, &accepted).unwrap();
+            let except = [accepted[0]];
+            links.send_to_group(&mut d, 5, b"to all", &except).unwrap();
+            sent = true;
+        }
         let now = Instant::now();
         links.connect_due(&mut d, poll.registry(), now);
         poll.poll(&mut events, Some(Duration::from_millis(5)))
@@ -133,14 +159,72 @@ fn gateway_links_in_a_mio_loop() {
                         }
                     }
                 }
-                DriverEvent::Endpoint(key, Event::Accepted { .. }) => {
+                DriverEvent::Endpoint(key, Event::Accepted { conn_id, .. }) => {
                     let g = gateway.expect("an accept on a server link");
                     assert_eq!(links.key_of(g), Some(key));
                     seen[g] += 1;
+                    accepted.push((g, conn_id));
+                }
+                DriverEvent::Endpoint(key, Event::Message { data, .. }) => {
+                    assert!(gateway.is_none(), "a client receives it");
+                    received.push((key, data));
                 }
                 _ => {}
             }
         }
     }
     assert_eq!(links.gateway_of(clients[0]), None);
+    // Five members got it once; the one excepted did not.
+    assert_eq!(received.len(), 5, "{received:?}");
+    assert!(received.iter().all(|(_, m)| m == b"to all"));
+    let mut keys: Vec<usize> = received.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 5);
+    let [a, b] = gws;
+    let (a, b) = (a.stop().stats(), b.stop().stats());
+    assert_eq!((a.group_members, b.group_members), (3, 3));
+    assert_eq!(a.frames_fanned_out + b.frames_fanned_out, 5);
+    assert_eq!((a.group_sends, b.group_sends), (1, 1));
+}
+
+#[test]
+fn a_multi_server_multicasts_and_keeps_groups_per_gateway() {
+    let a = TestGateway::start(test_config());
+    let b = TestGateway::start(test_config());
+    let cfg = EndpointConfig {
+        probe_features: true,
+        ..server_cfg()
+    };
+    let server = MultiServer::connect(vec![a.server_addr, b.server_addr], cfg).unwrap();
+    assert!(server.wait_linked(DEADLINE));
+    let clients: Vec<Client> = [a.client_addr, a.client_addr, b.client_addr]
+        .iter()
+        .map(|&addr| Client::connect(addr, EndpointConfig::default()).unwrap())
+        .collect();
+    let ends: Vec<_> = clients.iter().map(|c| c.dial(1).unwrap()).collect();
+    let mut targets = Vec::new();
+    let mut server_ends = Vec::new();
+    for _ in 0..3 {
+        let (g, v) = server.accept_timeout(DEADLINE).unwrap();
+        targets.push((g, v.conn_id()));
+        server_ends.push(v);
+    }
+    // The links probe as they come up; wait for both answers.
+    let start = Instant::now();
+    while server.dissolve(1).is_err() {
+        assert!(start.elapsed() < DEADLINE);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.multicast(&targets, b"one each").unwrap();
+    server.join(8, &targets).unwrap();
+    server.send_to_group(8, b"group", &[]).unwrap();
+    for v in &ends {
+        assert_eq!(v.recv_timeout(DEADLINE).unwrap(), b"one each");
+        assert_eq!(v.recv_timeout(DEADLINE).unwrap(), b"group");
+    }
+    drop(server);
+    let (a, b) = (a.stop().stats(), b.stop().stats());
+    assert_eq!((a.frames_fanned_out, b.frames_fanned_out), (4, 2));
+    assert_eq!((a.multicasts, b.multicasts), (1, 1));
 }

@@ -41,6 +41,12 @@ pub struct EndpointConfig {
     /// Speak snet with the gateway (its `*SnetEnable` side): the link is
     /// redialled when it breaks and the stream resumes. `None`: plain TCP.
     pub snet: Option<EndpointSnet>,
+    /// A server asks the gateway for its extensions as soon as its
+    /// handshake is done (`docs/protocol.md` §10), so the fan-out calls
+    /// work once the answer is in ([`Endpoint::features`](super::Endpoint::features)).
+    /// A gateway without them (the Go one) answers with a Refuse and
+    /// nothing else changes. Default off.
+    pub probe_features: bool,
 }
 
 /// An endpoint's snet settings.
@@ -95,6 +101,7 @@ impl Default for EndpointConfig {
             server_id: 0,
             auth_key: Vec::new(),
             snet: None,
+            probe_features: false,
         }
     }
 }
@@ -112,6 +119,7 @@ impl fmt::Debug for EndpointConfig {
             .field("server_id", &self.server_id)
             .field("auth_key", &"<hidden>")
             .field("snet", &self.snet)
+            .field("probe_features", &self.probe_features)
             .finish()
     }
 }

@@ -573,6 +573,9 @@ impl Endpoint {
             // A Ping right behind the answer: its echo proves the gateway
             // accepted the key (it closes the connection otherwise).
             Command::Ping.encode(&mut self.out);
+            if self.cfg.probe_features {
+                let _ = self.probe_features();
+            }
             self.phase = Phase::Confirming;
         }
         loop {

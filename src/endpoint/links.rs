@@ -17,9 +17,9 @@ use log::{debug, info};
 use mio::Registry;
 
 use super::config::EndpointConfig;
-use super::core::{Event, Role};
+use super::core::{Endpoint, EndpointError, Event, Role, SendError};
 use super::driver::{DriverEvent, EndpointDriver};
-use super::multi::{RECONNECT_MAX, RECONNECT_MIN};
+use super::multi::{for_each_gateway, RECONNECT_MAX, RECONNECT_MIN};
 
 struct Link {
     addr: SocketAddr,
@@ -138,5 +138,70 @@ impl GatewayLinks {
     /// Which links are up.
     pub fn linked(&self) -> Vec<bool> {
         self.links.iter().map(|l| l.up).collect()
+    }
+
+    /// [`for_each_gateway`] over the links' endpoints.
+    fn per_gateway(
+        &self,
+        d: &mut EndpointDriver,
+        targets: &[(usize, u32)],
+        every: bool,
+        f: impl Fn(&mut Endpoint, &[u32]) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        for_each_gateway(self.links.len(), targets, every, |g, ids| {
+            match self.key_of(g).and_then(|k| d.endpoint(k)) {
+                Some(ep) => f(ep, ids),
+                None => Err(SendError::Endpoint(EndpointError::Disconnected)),
+            }
+        })
+    }
+
+    /// One message to every vconn in `targets` (gateway index, conn ID):
+    /// each gateway gets one Multicast with its own conn IDs (the links'
+    /// config needs `probe_features`).
+    pub fn multicast(
+        &self,
+        d: &mut EndpointDriver,
+        targets: &[(usize, u32)],
+        msg: &[u8],
+    ) -> Result<(), SendError> {
+        self.per_gateway(d, targets, false, |ep, ids| ep.multicast(ids, msg))
+    }
+
+    /// Adds vconns to `group`, at the gateway of each.
+    pub fn join(
+        &self,
+        d: &mut EndpointDriver,
+        group: u32,
+        targets: &[(usize, u32)],
+    ) -> Result<(), SendError> {
+        self.per_gateway(d, targets, false, |ep, ids| ep.join(group, ids))
+    }
+
+    /// Takes vconns out of `group`.
+    pub fn leave(
+        &self,
+        d: &mut EndpointDriver,
+        group: u32,
+        targets: &[(usize, u32)],
+    ) -> Result<(), SendError> {
+        self.per_gateway(d, targets, false, |ep, ids| ep.leave(group, ids))
+    }
+
+    /// One message to every member of `group` at every linked gateway but
+    /// `except` (each gateway is sent only its own exceptions).
+    pub fn send_to_group(
+        &self,
+        d: &mut EndpointDriver,
+        group: u32,
+        msg: &[u8],
+        except: &[(usize, u32)],
+    ) -> Result<(), SendError> {
+        self.per_gateway(d, except, true, |ep, ids| ep.send_to_group(group, msg, ids))
+    }
+
+    /// Empties `group` at every linked gateway.
+    pub fn dissolve(&self, d: &mut EndpointDriver, group: u32) -> Result<(), SendError> {
+        self.per_gateway(d, &[], true, |ep, _| ep.dissolve(group))
     }
 }

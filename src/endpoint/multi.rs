@@ -22,7 +22,7 @@ use log::{debug, info};
 
 use super::blocking::{Server, VirtualConn};
 use super::config::{EndpointConfig, MsgFormat, Raw};
-use super::core::EndpointError;
+use super::core::{EndpointError, SendError};
 use super::error::DialError;
 
 /// First wait before connecting again to a gateway.
@@ -164,6 +164,66 @@ impl<F: MsgFormat> MultiServer<F> {
         link.dial(client_id)
     }
 
+    /// The links up now, with their gateway's index.
+    fn up(&self) -> Vec<(usize, Arc<Server<F>>)> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.clone().map(|l| (i, l)))
+            .collect()
+    }
+
+    /// [`for_each_gateway`] over the links up now.
+    fn per_gateway(
+        &self,
+        targets: &[(usize, u32)],
+        every: bool,
+        f: impl Fn(&Server<F>, &[u32]) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        let up = self.up();
+        for_each_gateway(self.addrs.len(), targets, every, |g, ids| {
+            match up.iter().find(|(i, _)| *i == g) {
+                Some((_, link)) => f(link, ids),
+                None => Err(SendError::Endpoint(EndpointError::Disconnected)),
+            }
+        })
+    }
+
+    /// Sends one message to every vconn in `targets` (gateway index, conn
+    /// ID): each gateway gets one Multicast with its own conn IDs. The
+    /// links must support fan-out (`EndpointConfig::probe_features`).
+    pub fn multicast(&self, targets: &[(usize, u32)], msg: &F::Outgoing) -> Result<(), SendError> {
+        self.per_gateway(targets, false, |s, ids| s.multicast(ids, msg))
+    }
+
+    /// Adds vconns to `group`; each gateway keeps the group of its own
+    /// members.
+    pub fn join(&self, group: u32, targets: &[(usize, u32)]) -> Result<(), SendError> {
+        self.per_gateway(targets, false, |s, ids| s.join(group, ids))
+    }
+
+    /// Takes vconns out of `group`.
+    pub fn leave(&self, group: u32, targets: &[(usize, u32)]) -> Result<(), SendError> {
+        self.per_gateway(targets, false, |s, ids| s.leave(group, ids))
+    }
+
+    /// Sends one message to every member of `group` at every linked
+    /// gateway but `except`; each gateway is sent only its own exceptions.
+    /// A gateway whose link is down is reported, after the others got it.
+    pub fn send_to_group(
+        &self,
+        group: u32,
+        msg: &F::Outgoing,
+        except: &[(usize, u32)],
+    ) -> Result<(), SendError> {
+        self.per_gateway(except, true, |s, ids| s.send_to_group(group, msg, ids))
+    }
+
+    /// Empties `group` at every linked gateway.
+    pub fn dissolve(&self, group: u32) -> Result<(), SendError> {
+        self.per_gateway(&[], true, |s, _| s.dissolve(group))
+    }
+
     /// Closes every link and stops reconnecting.
     pub fn close(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -184,6 +244,32 @@ impl<F: MsgFormat> Drop for MultiServer<F> {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Calls `f` for each of `gateways` gateways with the conn IDs of
+/// `targets` (gateway index, conn ID) that are its own; gateways none of
+/// `targets` names only if `every`. Every gateway is tried; the first
+/// failure is returned.
+pub(super) fn for_each_gateway(
+    gateways: usize,
+    targets: &[(usize, u32)],
+    every: bool,
+    mut f: impl FnMut(usize, &[u32]) -> Result<(), SendError>,
+) -> Result<(), SendError> {
+    let mut result = Ok(());
+    let mut ids = Vec::new();
+    for g in 0..gateways {
+        ids.clear();
+        ids.extend(targets.iter().filter(|(i, _)| *i == g).map(|&(_, c)| c));
+        if ids.is_empty() && !every {
+            continue;
+        }
+        let r = f(g, &ids);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
 }
 
 /// One gateway's link, for as long as the group lives.
