@@ -198,3 +198,118 @@ fn keep_alive_pings_and_the_callback_decides() {
     assert_eq!(err, EndpointError::PingTimeout);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A server endpoint past its handshake, with vconns 5 and 6 open.
+fn server_with_vconns(probe: bool) -> Endpoint {
+    let cfg = EndpointConfig {
+        server_id: 3,
+        auth_key: b"k".to_vec(),
+        probe_features: probe,
+        max_packet: 100,
+        ..EndpointConfig::default()
+    };
+    let mut e = Endpoint::new(Role::Server, cfg, Instant::now());
+    let challenge = Challenge([9; 8]);
+    e.receive(&challenge.0).unwrap();
+    let mut expect = challenge.respond(b"k", 3).to_bytes().to_vec();
+    Command::Ping.encode(&mut expect);
+    if probe {
+        Command::Dial { remote_id: 0 }.encode(&mut expect);
+    }
+    assert_eq!(e.take_output(), expect);
+    e.receive(&bytes(&[
+        Command::Ping,
+        Command::Connect {
+            conn_id: 5,
+            remote_id: 40,
+        },
+        Command::Connect {
+            conn_id: 6,
+            remote_id: 41,
+        },
+    ]))
+    .unwrap();
+    e
+}
+
+#[test]
+fn fan_out_waits_for_the_gateway_to_say_it_supports_it() {
+    let mut e = server_with_vconns(true);
+    // Not answered yet: nothing is sent.
+    assert_eq!(e.multicast(&[5], b"x"), Err(SendError::Unsupported));
+    assert_eq!(e.features(), None);
+    e.receive(&bytes(&[Command::Features {
+        bits: FEATURE_GROUPS,
+    }]))
+    .unwrap();
+    assert!(events(&mut e).contains(&Event::Features {
+        dial: DialId(0),
+        bits: FEATURE_GROUPS
+    }));
+    assert!(e.fan_out_supported());
+    assert!(e.output().is_empty());
+
+    e.multicast(&[5, 6], b"Hi").unwrap();
+    e.join(7, &[5, 6]).unwrap();
+    e.leave(7, &[6, 99]).unwrap(); // 99 is not open: skipped
+    e.dissolve(7).unwrap();
+    e.send_to_group(7, b"Hi", &[5]).unwrap();
+    let mut expect = Vec::new();
+    wire::encode_multicast(&mut expect, &[5, 6], b"Hi");
+    wire::encode_join(&mut expect, 7, &[5, 6]);
+    wire::encode_leave(&mut expect, 7, &[6]);
+    wire::encode_leave(&mut expect, 7, &[]);
+    wire::encode_group_send(&mut expect, 7, &[5], b"Hi");
+    assert_eq!(e.take_output(), expect);
+
+    // Conn IDs that are not open, and frames over MaxPacket, are refused
+    // before anything is queued.
+    assert_eq!(e.multicast(&[5, 8], b"x"), Err(SendError::NotOpen(8)));
+    assert_eq!(e.join(7, &[9]), Err(SendError::NotOpen(9)));
+    // Length 4 + 1 + 4 + 2 * 4 + 84 = 101 > 100.
+    assert!(matches!(
+        e.multicast(&[5, 6], &[0; 84]),
+        Err(SendError::TooLarge { len: 84, max: 83 })
+    ));
+    e.multicast(&[5, 6], &[0; 83]).unwrap();
+    assert!(!e.output().is_empty());
+
+    // A join the gateway refused is reported.
+    e.receive(&bytes(&[Command::JoinRefused {
+        group: 7,
+        conn_id: 6,
+    }]))
+    .unwrap();
+    assert_eq!(
+        events(&mut e),
+        vec![Event::JoinRefused {
+            group: 7,
+            conn_id: 6
+        }]
+    );
+}
+
+#[test]
+fn a_gateway_without_the_extension_refuses_the_probe_and_nothing_is_sent() {
+    let mut e = server_with_vconns(true);
+    e.receive(&bytes(&[Command::Refuse { remote_id: 0 }]))
+        .unwrap();
+    assert!(events(&mut e).contains(&Event::Features {
+        dial: DialId(0),
+        bits: 0
+    }));
+    assert_eq!(e.features(), Some(0));
+    assert_eq!(e.send_to_group(1, b"x", &[]), Err(SendError::Unsupported));
+    assert!(e.output().is_empty());
+    // Without the option, no probe goes out at all.
+    let mut quiet = server_with_vconns(false);
+    assert_eq!(quiet.features(), None);
+    assert!(quiet.take_output().is_empty());
+    // A client may not use fan-out even if it were told the bits.
+    let mut c = Endpoint::new(Role::Client, EndpointConfig::default(), Instant::now());
+    assert_eq!(c.multicast(&[], b""), Err(SendError::Unsupported));
+    assert!(
+        c.receive(&bytes(&[Command::Features { bits: 1 }])).is_err(),
+        "an answer to no probe"
+    );
+}
