@@ -205,3 +205,68 @@ fn a_gateway_without_the_extension_answers_the_probe_with_refuse() {
     drop(server);
     assert!(!matches!(fake.join().unwrap(), Some(Got::Cmd(c)) if c != Command::Ping));
 }
+
+/// The byte-by-byte examples of `docs/protocol.md` §10 are what the
+/// encoders write.
+#[test]
+fn the_protocol_doc_examples_are_what_the_encoders_write() {
+    use uniway::wire::{encode_group_send, encode_join, encode_leave, encode_multicast};
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
+    let section = &doc[doc.find("## 10.").expect("a section 10")..];
+    let hex_of = |label: &str| -> Vec<u8> {
+        let line = section
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no example {label:?}"));
+        line[label.len()..]
+            .split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    };
+    let enc = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = Vec::new();
+        f(&mut b);
+        b
+    };
+    assert_eq!(
+        hex_of("Features(1)"),
+        Command::Features {
+            bits: FEATURE_GROUPS
+        }
+        .to_bytes()
+        .to_vec()
+    );
+    assert_eq!(
+        hex_of("JoinRefused(7, 9527)"),
+        Command::JoinRefused {
+            group: 7,
+            conn_id: 9527
+        }
+        .to_bytes()
+        .to_vec()
+    );
+    assert_eq!(
+        hex_of("Multicast([9527, 9528], \"Hi\")"),
+        enc(&|b| encode_multicast(b, &[9527, 9528], b"Hi"))
+    );
+    assert_eq!(
+        hex_of("Join(7, [9527, 9528])"),
+        enc(&|b| encode_join(b, 7, &[9527, 9528]))
+    );
+    assert_eq!(
+        hex_of("Leave(7, [9528])"),
+        enc(&|b| encode_leave(b, 7, &[9528]))
+    );
+    assert_eq!(
+        hex_of("Leave(7, []): empty group 7"),
+        enc(&|b| encode_leave(b, 7, &[]))
+    );
+    assert_eq!(
+        hex_of("GroupSend(7, except [9527], \"Hi\")"),
+        enc(&|b| encode_group_send(b, 7, &[9527], b"Hi"))
+    );
+    let mut delivered = Vec::new();
+    uniway::wire::encode_frame(&mut delivered, 9528, b"Hi");
+    assert_eq!(hex_of("then vconn 9528's client gets"), delivered);
+}
