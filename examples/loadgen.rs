@@ -13,6 +13,8 @@
 //! (with --tls-ca too: over WSS)
 //! cargo run --release --example loadgen -- --server W0_ADDR,W1_ADDR ...            # servers linked to every worker
 //! cargo run --release --example loadgen -- --snet [--snet-encrypt] ...              # clients over snet
+//! cargo run --release --example loadgen -- --client ... --server ... --clients 1000 \
+//!     --room group --bytes 256 --inflight 8 --gateway-pid PID    # one server broadcasting to a room
 //! ```
 //!
 //! Reports round trips per second, latency percentiles, and with
@@ -25,6 +27,16 @@
 //! measured like the gateway's (pass its pid as `--gateway-pid`). `--idle N` opens N
 //! clients holding one vconn each and reports the gateway's memory per
 //! client. A lost, duplicated, reordered or corrupted echo aborts the run.
+//!
+//! `--room unicast|multicast|group` is the broadcast scenario instead: one
+//! server, `--clients` clients with a vconn each (the room), and the server
+//! sending `--bytes` messages to every member, `--inflight` broadcasts at a
+//! time, by one frame per member (unicast, what any gateway offers), one
+//! Multicast, or one GroupSend to a group holding them all
+//! (`docs/protocol.md` §10). Every member must get every broadcast once,
+//! in order. It reports broadcasts and delivered frames per second, the
+//! frames and bytes on the server's link, and with `--gateway-pid` the
+//! gateway's CPU per delivered frame and its memory.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -69,6 +81,28 @@ struct Args {
     snet: bool,
     /// ... encrypted (`-ClientSnetEncrypt`).
     snet_encrypt: bool,
+    /// The broadcast scenario, and how the server fans out.
+    room: Option<Fanout>,
+}
+
+/// How the room's server reaches every member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fanout {
+    Unicast,
+    Multicast,
+    Group,
+}
+
+impl std::str::FromStr for Fanout {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Fanout, String> {
+        match s {
+            "unicast" => Ok(Fanout::Unicast),
+            "multicast" => Ok(Fanout::Multicast),
+            "group" => Ok(Fanout::Group),
+            other => Err(format!("--room {other}: unicast, multicast or group")),
+        }
+    }
 }
 
 fn args() -> Result<Args, Box<dyn Error>> {
@@ -102,6 +136,7 @@ fn args() -> Result<Args, Box<dyn Error>> {
         ws: p.opt_value_from_str("--ws")?,
         snet: p.contains("--snet"),
         snet_encrypt: p.contains("--snet-encrypt"),
+        room: p.opt_value_from_str("--room")?,
     };
     let rest = p.finish();
     if !rest.is_empty() {
@@ -335,6 +370,9 @@ fn tls_client(
 
 fn main() -> Result<(), Box<dyn Error>> {
     let a = args()?;
+    if let Some(mode) = a.room {
+        return room(&a, mode);
+    }
     if let Some(at) = a.serve_direct {
         eprintln!("direct echo server at {at}, pid {}", std::process::id());
         direct_echo(at, false)?;
@@ -634,6 +672,211 @@ fn main() -> Result<(), Box<dyn Error>> {
             if cpu > 0.0 { n as f64 / cpu } else { f64::NAN },
             g1.rss_kib,
             g1.hwm_kib
+        );
+    }
+    Ok(())
+}
+
+/// The broadcast scenario (`--room`): see the module doc.
+fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
+    const GROUP: u32 = 1;
+    let mut poll = Poll::new()?;
+    let mut d = EndpointDriver::new(TokenRange {
+        start: 1,
+        len: 1 << 20,
+    });
+    let base = Instant::now();
+    let server_cfg = EndpointConfig {
+        server_id: 1,
+        auth_key: a.key.clone().into_bytes(),
+        probe_features: mode != Fanout::Unicast,
+        ..EndpointConfig::default()
+    };
+    let at = *a.server.first().ok_or("no --server")?;
+    let server = d.connect(poll.registry(), at, Role::Server, server_cfg, base)?;
+    let mut clients_started = false;
+    // The room: the server's conn IDs, and each client's next expected
+    // broadcast.
+    let mut members: Vec<u32> = Vec::new();
+    let mut next_expect: HashMap<usize, u64> = HashMap::new();
+    let mut joined = false;
+    // Per broadcast in flight: members still to receive it.
+    let mut pending: HashMap<u64, usize> = HashMap::new();
+    let mut next_seq: u64 = 0;
+    let mut done: u64 = 0;
+    let mut link_bytes: u64 = 0;
+    let mut link_frames: u64 = 0;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut window: Option<(Instant, Option<ProcStat>, u64, u64, u64)> = None;
+    let mut started_at: Option<Instant> = None;
+    let mut stop_at: Option<Instant> = None;
+    let mut events = Events::with_capacity(4096);
+    let mut msg = Vec::new();
+    let mut peak_rss = 0;
+    loop {
+        let now = Instant::now();
+        let ready = d
+            .endpoint(server)
+            .is_some_and(|ep| ep.is_ready() && (mode == Fanout::Unicast || ep.fan_out_supported()));
+        if !clients_started && ready {
+            clients_started = true;
+            for i in 0..a.clients {
+                let source = if a.sources > 1 {
+                    2 + (i % usize::from(a.sources - 1)) as u8
+                } else {
+                    1
+                };
+                let stream = connect_from(a.client, source)?;
+                let k = d.add(
+                    poll.registry(),
+                    stream,
+                    Role::Client,
+                    EndpointConfig {
+                        recv_queue_size: usize::MAX,
+                        ..EndpointConfig::default()
+                    },
+                    now,
+                )?;
+                next_expect.insert(k, 0);
+            }
+        }
+        if members.len() == a.clients && !joined {
+            let ep = d.endpoint(server).ok_or("server vanished")?;
+            if mode == Fanout::Group {
+                ep.join(GROUP, &members)?;
+            }
+            joined = true;
+            started_at = Some(now);
+            eprintln!("room of {} open after {:.2?}", members.len(), now - base);
+        }
+        if let Some(s) = started_at {
+            if window.is_none() && now >= s + Duration::from_secs_f64(a.warmup) {
+                let g = a.gateway_pid.map(proc_stat).transpose()?;
+                window = Some((now, g, done, link_bytes, link_frames));
+                hist.reset();
+            }
+        }
+        if let Some((w, ..)) = window {
+            if stop_at.is_none() && now >= w + Duration::from_secs_f64(a.secs) {
+                stop_at = Some(now);
+            }
+        }
+        if let Some(s) = stop_at {
+            if pending.is_empty() {
+                break;
+            }
+            if now > s + Duration::from_secs(10) {
+                return Err(format!("{} broadcasts never reached everyone", pending.len()).into());
+            }
+        }
+        // Keep `inflight` broadcasts going.
+        while joined && stop_at.is_none() && pending.len() < a.inflight {
+            fill(&mut msg, next_seq, (now - base).as_nanos() as u64, a.bytes);
+            let ep = d.endpoint(server).ok_or("server vanished")?;
+            let before = ep.output().len();
+            match mode {
+                Fanout::Unicast => {
+                    for &c in &members {
+                        ep.send(c, &msg)?;
+                    }
+                    link_frames += members.len() as u64;
+                }
+                Fanout::Multicast => {
+                    ep.multicast(&members, &msg)?;
+                    link_frames += 1;
+                }
+                Fanout::Group => {
+                    ep.send_to_group(GROUP, &msg, &[])?;
+                    link_frames += 1;
+                }
+            }
+            link_bytes += (ep.output().len() - before) as u64;
+            pending.insert(next_seq, members.len());
+            next_seq += 1;
+        }
+        let timeout = d
+            .poll_timeout(now)
+            .map(|t| t.min(Duration::from_millis(100)));
+        poll.poll(&mut events, timeout.or(Some(Duration::from_millis(100))))?;
+        for ev in events.iter() {
+            d.handle_event(ev);
+        }
+        d.handle_timeout(poll.registry(), Instant::now());
+        while let Some(ev) = d.poll_event() {
+            let now = Instant::now();
+            match ev {
+                DriverEvent::Endpoint(k, Event::Ready) if k == server => {}
+                DriverEvent::Endpoint(_, Event::Features { .. }) => {}
+                DriverEvent::Endpoint(k, Event::Ready) => {
+                    d.endpoint(k).ok_or("endpoint vanished")?.dial(1)?;
+                }
+                DriverEvent::Endpoint(k, Event::Accepted { conn_id, .. }) if k == server => {
+                    members.push(conn_id)
+                }
+                DriverEvent::Endpoint(_, Event::Dialed { .. }) => {}
+                DriverEvent::Endpoint(k, Event::Message { conn_id, data }) => {
+                    let expect = next_expect.get_mut(&k).ok_or("a message for no client")?;
+                    let sent = check(&data, *expect, a.bytes)
+                        .map_err(|e| format!("client {k} vconn {conn_id}: {e}"))?;
+                    let seq = *expect;
+                    *expect += 1;
+                    let left = pending.get_mut(&seq).ok_or("a broadcast twice")?;
+                    *left -= 1;
+                    if *left == 0 {
+                        pending.remove(&seq);
+                        done += 1;
+                        if window.is_some() && stop_at.is_none() {
+                            let t = ((now - base).as_nanos() as u64).saturating_sub(sent);
+                            hist.record(t.max(1))?;
+                        }
+                    }
+                }
+                DriverEvent::Endpoint(k, other) => {
+                    return Err(format!("endpoint {k}: unexpected {other:?}").into())
+                }
+                DriverEvent::Closed(k, e) => return Err(format!("endpoint {k} closed: {e}").into()),
+            }
+        }
+        if let Some(pid) = a.gateway_pid.filter(|_| window.is_some()) {
+            if done % 64 == 0 {
+                peak_rss = peak_rss.max(proc_stat(pid)?.rss_kib);
+            }
+        }
+    }
+    let (w, g0, done0, bytes0, frames0) =
+        window.ok_or("the run ended before the measurement window")?;
+    let elapsed = stop_at.unwrap_or_else(Instant::now) - w;
+    let n = done - done0;
+    let delivered = n * members.len() as u64;
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "mode=room fanout={mode:?} clients={} bytes={} inflight={} secs={secs:.2}",
+        members.len(),
+        a.bytes,
+        a.inflight
+    );
+    println!(
+        "broadcasts={n} broadcasts_per_sec={:.0} delivered_frames_per_sec={:.0} p50_us={:.1} p99_us={:.1}",
+        n as f64 / secs,
+        delivered as f64 / secs,
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0
+    );
+    let per = |x: u64| if n > 0 { x as f64 / n as f64 } else { f64::NAN };
+    println!(
+        "server_link_frames_per_broadcast={:.1} server_link_bytes_per_broadcast={:.0}",
+        per(link_frames - frames0),
+        per(link_bytes - bytes0)
+    );
+    if let (Some(pid), Some(g0)) = (a.gateway_pid, g0) {
+        let g1 = proc_stat(pid)?;
+        let cpu = g1.cpu_secs - g0.cpu_secs;
+        println!(
+            "gateway_cpu_secs={cpu:.2} gateway_cpu_ns_per_delivered_frame={:.0} delivered_frames_per_gateway_cpu_sec={:.0} gateway_rss_kib={} gateway_rss_peak_in_window_kib={}",
+            if delivered > 0 { cpu * 1e9 / delivered as f64 } else { f64::NAN },
+            if cpu > 0.0 { delivered as f64 / cpu } else { f64::NAN },
+            g1.rss_kib,
+            peak_rss.max(g1.rss_kib)
         );
     }
     Ok(())

@@ -181,6 +181,49 @@ fn echo_server_client_and_loadgen_run_against_fastway() {
         .unwrap_or_else(|| panic!("no round_trips in {text}"));
     assert!(trips > 0, "{text}");
 
+    // The room scenario, each way of fanning out: every member gets every
+    // broadcast, and a fan-out command is one frame on the server's link.
+    for mode in ["unicast", "multicast", "group"] {
+        let out = Command::new(example("loadgen"))
+            .args([
+                "--client",
+                &client_addr,
+                "--server",
+                &server_addr,
+                "--clients",
+                "20",
+                "--room",
+                mode,
+                "--bytes",
+                "256",
+                "--inflight",
+                "4",
+                "--secs",
+                "0.5",
+                "--warmup",
+                "0.2",
+                "--key",
+                "secret",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "loadgen --room {mode} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |name: &str| -> f64 {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        assert!(field("broadcasts=") > 0.0, "{text}");
+        let frames = field("server_link_frames_per_broadcast=");
+        assert_eq!(frames, if mode == "unicast" { 20.0 } else { 1.0 }, "{text}");
+    }
+
     // The soak tool, for a few seconds with churn and a server restart.
     let mut soak = Command::new(example("soak"));
     soak.args([

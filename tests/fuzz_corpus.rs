@@ -136,9 +136,19 @@ fn the_checks_run_on_hand_made_inputs_accepted_and_refused() {
     over.extend([200, 0, 0, 0, 1, 0, 0, 0]);
     assert_eq!(frame_decoder::run(&over), (1, true));
 
-    // A Ping (type 5) from either side; an unknown type from neither.
-    assert_eq!(command_decoder::run(&[5]), 2);
-    assert_eq!(command_decoder::run(&[0xee, 1, 2]), 0);
+    // A Ping (type 5) from either side; an unknown type from neither; a
+    // Multicast as a fan-out command only, and one whose count is more
+    // than it holds as nothing.
+    assert_eq!(command_decoder::run(&[5]), (2, false));
+    assert_eq!(command_decoder::run(&[0xee, 1, 2]), (0, false));
+    assert_eq!(
+        command_decoder::run(&[8, 1, 0, 0, 0, 7, 0, 0, 0, b'h', b'i']),
+        (0, true)
+    );
+    assert_eq!(
+        command_decoder::run(&[8, 2, 0, 0, 0, 7, 0, 0, 0]),
+        (0, false)
+    );
 
     let v1 = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nafter";
     assert_eq!(proxy_header::run(v1), Some(v1.len() - 5));
@@ -196,4 +206,41 @@ fn the_checks_run_on_hand_made_inputs_accepted_and_refused() {
     assert_eq!(stats.dials, 1, "{stats:?}");
     assert_eq!(stats.pings, 1, "{stats:?}");
     assert!(gateway_core::run(&[0; 64]).is_some());
+
+    // Fan-out: a server with two clients' vconns probes, puts both in a
+    // group, sends to it, and multicasts to both and to a conn ID nobody
+    // has (answered with Close).
+    let stats = gateway_core::run_ops(&[
+        Op::Connect { server: true },
+        Op::Handshake {
+            peer: 0,
+            server_id: 1,
+            good_key: true,
+        },
+        Op::Connect { server: false },
+        Op::Dial { peer: 1, remote: 1 },
+        Op::Connect { server: false },
+        Op::Dial { peer: 2, remote: 1 },
+        Op::Probe { peer: 0 },
+        Op::Join {
+            peer: 0,
+            group: 1,
+            vconns: 0b11,
+        },
+        Op::GroupSend {
+            peer: 0,
+            group: 1,
+            except: 0,
+            len: 5,
+        },
+        Op::Multicast {
+            peer: 0,
+            vconns: 0b1000_0011,
+            len: 3,
+        },
+    ]);
+    assert_eq!(stats.group_joins, 2, "{stats:?}");
+    assert_eq!((stats.group_sends, stats.multicasts), (1, 1), "{stats:?}");
+    assert_eq!(stats.frames_fanned_out, 4, "{stats:?}");
+    assert_eq!(stats.frames_on_dead_vconns, 1, "{stats:?}");
 }

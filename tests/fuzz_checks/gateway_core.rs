@@ -9,6 +9,9 @@
 //! data frame a peer receives is a run of bytes some peer actually sent
 //! (nothing invented, nothing spliced from two sources), and no connection
 //! waits on anything but a congested server (a partial frame holds no one).
+//! The fan-out commands (multicast, join, leave, group send, the feature
+//! probe) are among the operations; a frame they deliver must be one a
+//! server asked for (its message on one of the conn IDs it knew of).
 
 use std::time::{Duration, Instant};
 
@@ -71,6 +74,44 @@ pub enum Op {
     Advance {
         ms: u16,
     },
+    Probe {
+        peer: u8,
+    },
+    Multicast {
+        peer: u8,
+        /// Which of the peer's vconns, one bit each (and one unknown).
+        vconns: u8,
+        len: u8,
+    },
+    Join {
+        peer: u8,
+        group: u8,
+        vconns: u8,
+    },
+    Leave {
+        peer: u8,
+        group: u8,
+        vconns: u8,
+    },
+    GroupSend {
+        peer: u8,
+        group: u8,
+        except: u8,
+        len: u8,
+    },
+}
+
+/// The conn IDs of `known` picked by the bits of `mask`; bit 7 adds one
+/// no vconn has (or had) in a short run.
+fn picked(known: &[u32], mask: u8) -> Vec<u32> {
+    let mut ids: Vec<u32> = (0..7)
+        .filter(|b| mask & (1 << b) != 0)
+        .filter_map(|b| known.get(b).copied())
+        .collect();
+    if mask & 0x80 != 0 {
+        ids.push(0x7fff_0000 + u32::from(mask));
+    }
+    ids
 }
 
 struct Peer {
@@ -106,7 +147,7 @@ fn config() -> Config {
 
 /// Parses what the gateway sent a peer; panics on anything it may not send,
 /// and on a data frame whose bytes no peer sent in one run.
-fn absorb(p: &mut Peer, streams: &[Vec<u8>]) {
+fn absorb(p: &mut Peer, streams: &[Vec<u8>], fanned: &[Vec<u8>]) {
     p.received.extend(p.pipe.take_output());
     if p.side == Side::Server && p.challenge.is_none() {
         if p.received.len() < CHALLENGE_LEN {
@@ -135,7 +176,8 @@ fn absorb(p: &mut Peer, streams: &[Vec<u8>]) {
             let bytes = &p.received[..f.wire_len()];
             let sent = streams
                 .iter()
-                .any(|s| s.windows(bytes.len()).any(|w| w == bytes));
+                .any(|s| s.windows(bytes.len()).any(|w| w == bytes))
+                || fanned.iter().any(|f| f == bytes);
             assert!(sent, "a peer received a frame no peer sent: {bytes:?}");
         }
         let n = f.wire_len();
@@ -171,6 +213,8 @@ pub fn run_ops(ops: &[Op]) -> Stats {
     let mut now = Instant::now();
     let mut peers: Vec<Peer> = Vec::new();
     let mut ids: Vec<u32> = Vec::new();
+    // Frames a fan-out command may have delivered.
+    let mut fanned: Vec<Vec<u8>> = Vec::new();
     for op in ops.iter().take(200) {
         let live: Vec<usize> = (0..peers.len()).filter(|&i| peers[i].open).collect();
         let peer = |i: u8| pick(&live, i);
@@ -275,8 +319,75 @@ pub fn run_ops(ops: &[Op]) -> Stats {
                 }
             }
             Op::Advance { ms } => now += Duration::from_millis(u64::from(ms) * 10),
+            Op::Probe { peer: i } => {
+                if let Some(i) = peer(i) {
+                    send(&mut peers[i], &Command::Dial { remote_id: 0 }.to_bytes());
+                }
+            }
+            Op::Multicast {
+                peer: i,
+                vconns,
+                len,
+            } => {
+                if let Some(i) = peer(i) {
+                    let targets = picked(&peers[i].vconns, vconns);
+                    let msg = vec![len ^ 0x3c; usize::from(len)];
+                    let mut out = Vec::new();
+                    wire::encode_multicast(&mut out, &targets, &msg);
+                    for &c in &targets {
+                        let mut f = Vec::new();
+                        wire::encode_frame(&mut f, c, &msg);
+                        fanned.push(f);
+                    }
+                    send(&mut peers[i], &out);
+                }
+            }
+            Op::Join {
+                peer: i,
+                group,
+                vconns,
+            } => {
+                if let Some(i) = peer(i) {
+                    let mut out = Vec::new();
+                    let targets = picked(&peers[i].vconns, vconns);
+                    wire::encode_join(&mut out, u32::from(group % 4), &targets);
+                    send(&mut peers[i], &out);
+                }
+            }
+            Op::Leave {
+                peer: i,
+                group,
+                vconns,
+            } => {
+                if let Some(i) = peer(i) {
+                    let mut out = Vec::new();
+                    let targets = picked(&peers[i].vconns, vconns);
+                    wire::encode_leave(&mut out, u32::from(group % 4), &targets);
+                    send(&mut peers[i], &out);
+                }
+            }
+            Op::GroupSend {
+                peer: i,
+                group,
+                except,
+                len,
+            } => {
+                if let Some(i) = peer(i) {
+                    let msg = vec![len ^ 0xc3; usize::from(len)];
+                    let mut out = Vec::new();
+                    let except = picked(&peers[i].vconns, except);
+                    wire::encode_group_send(&mut out, u32::from(group % 4), &except, &msg);
+                    // Any vconn the server knew of may be a member.
+                    for &c in &peers[i].vconns {
+                        let mut f = Vec::new();
+                        wire::encode_frame(&mut f, c, &msg);
+                        fanned.push(f);
+                    }
+                    send(&mut peers[i], &out);
+                }
+            }
         }
-        step(&mut core, &mut peers, now);
+        step(&mut core, &mut peers, now, &fanned);
         ids = core
             .conn_infos(now)
             .iter()
@@ -293,7 +404,7 @@ pub fn run_ops(ops: &[Op]) -> Stats {
     // moves on so idle timeouts can fire too. The bound is far above the
     // turns the largest input needs.
     for _ in 0..100_000 {
-        step(&mut core, &mut peers, now);
+        step(&mut core, &mut peers, now, &fanned);
         if core.is_empty() {
             break;
         }
@@ -312,7 +423,7 @@ pub fn run_ops(ops: &[Op]) -> Stats {
     stats
 }
 
-fn step(core: &mut Core<MemPipe>, peers: &mut [Peer], now: Instant) {
+fn step(core: &mut Core<MemPipe>, peers: &mut [Peer], now: Instant, fanned: &[Vec<u8>]) {
     for p in peers.iter().filter(|p| p.open) {
         core.set_readiness(p.key, Ready::READABLE | Ready::WRITABLE);
     }
@@ -323,7 +434,7 @@ fn step(core: &mut Core<MemPipe>, peers: &mut [Peer], now: Instant) {
     let closed: Vec<MemPipe> = core.take_closed().map(|(pipe, _)| pipe).collect();
     let streams: Vec<Vec<u8>> = peers.iter().map(|p| p.sent.clone()).collect();
     for p in peers.iter_mut().filter(|p| p.open) {
-        absorb(p, &streams);
+        absorb(p, &streams, fanned);
         if closed.iter().any(|c| c.same(&p.pipe)) {
             p.open = false;
         }
