@@ -713,6 +713,7 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
     let mut events = Events::with_capacity(4096);
     let mut msg = Vec::new();
     let mut peak_rss = 0;
+    let mut sampled = base;
     loop {
         let now = Instant::now();
         let ready = d
@@ -837,8 +838,10 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
                 DriverEvent::Closed(k, e) => return Err(format!("endpoint {k} closed: {e}").into()),
             }
         }
+        // The gateway's memory, sampled every 50 ms while measuring.
         if let Some(pid) = a.gateway_pid.filter(|_| window.is_some()) {
-            if done % 64 == 0 {
+            if sampled.elapsed() >= Duration::from_millis(50) {
+                sampled = Instant::now();
                 peak_rss = peak_rss.max(proc_stat(pid)?.rss_kib);
             }
         }
