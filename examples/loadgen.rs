@@ -707,7 +707,9 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
     let mut link_bytes: u64 = 0;
     let mut link_frames: u64 = 0;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut window: Option<(Instant, Option<ProcStat>, u64, u64, u64)> = None;
+    let mut window: Option<(Instant, Option<ProcStat>, u64, u64, u64, u64)> = None;
+    // Broadcasts sent when the window closed.
+    let mut sent_at_stop = 0;
     let mut started_at: Option<Instant> = None;
     let mut stop_at: Option<Instant> = None;
     let mut events = Events::with_capacity(4096);
@@ -753,13 +755,14 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
         if let Some(s) = started_at {
             if window.is_none() && now >= s + Duration::from_secs_f64(a.warmup) {
                 let g = a.gateway_pid.map(proc_stat).transpose()?;
-                window = Some((now, g, done, link_bytes, link_frames));
+                window = Some((now, g, done, link_bytes, link_frames, next_seq));
                 hist.reset();
             }
         }
         if let Some((w, ..)) = window {
             if stop_at.is_none() && now >= w + Duration::from_secs_f64(a.secs) {
                 stop_at = Some(now);
+                sent_at_stop = next_seq;
             }
         }
         if let Some(s) = stop_at {
@@ -846,8 +849,9 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
             }
         }
     }
-    let (w, g0, done0, bytes0, frames0) =
+    let (w, g0, done0, bytes0, frames0, seq0) =
         window.ok_or("the run ended before the measurement window")?;
+    let sent = sent_at_stop - seq0;
     let elapsed = stop_at.unwrap_or_else(Instant::now) - w;
     let n = done - done0;
     let delivered = n * members.len() as u64;
@@ -865,7 +869,7 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
         hist.value_at_quantile(0.5) as f64 / 1000.0,
         hist.value_at_quantile(0.99) as f64 / 1000.0
     );
-    let per = |x: u64| if n > 0 { x as f64 / n as f64 } else { f64::NAN };
+    let per = |x: u64| if sent > 0 { x as f64 / sent as f64 } else { f64::NAN };
     println!(
         "server_link_frames_per_broadcast={:.1} server_link_bytes_per_broadcast={:.0}",
         per(link_frames - frames0),
