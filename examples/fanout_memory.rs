@@ -52,9 +52,15 @@ struct Room {
 
 impl Room {
     fn turn(&mut self) {
-        let keys: Vec<usize> = self.core.conn_infos(self.now).iter().map(|c| c.key).collect();
+        let keys: Vec<usize> = self
+            .core
+            .conn_infos(self.now)
+            .iter()
+            .map(|c| c.key)
+            .collect();
         for k in keys {
-            self.core.set_readiness(k, Ready::READABLE | Ready::WRITABLE);
+            self.core
+                .set_readiness(k, Ready::READABLE | Ready::WRITABLE);
         }
         self.core.turn(self.now);
     }
@@ -125,7 +131,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let msg = vec![0x42u8; bytes];
     for group in [false, true] {
         let mut room = Room::open(members)?;
-        let (pool0, heap0) = (room.core.stats().pool.bytes_in_use, LIVE.load(Ordering::Relaxed));
+        let (pool0, heap0) = (
+            room.core.stats().pool.bytes_in_use,
+            LIVE.load(Ordering::Relaxed),
+        );
         for _ in 0..broadcasts {
             let mut frames = Vec::new();
             if group {

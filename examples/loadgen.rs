@@ -869,7 +869,13 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
         hist.value_at_quantile(0.5) as f64 / 1000.0,
         hist.value_at_quantile(0.99) as f64 / 1000.0
     );
-    let per = |x: u64| if sent > 0 { x as f64 / sent as f64 } else { f64::NAN };
+    let per = |x: u64| {
+        if sent > 0 {
+            x as f64 / sent as f64
+        } else {
+            f64::NAN
+        }
+    };
     println!(
         "server_link_frames_per_broadcast={:.1} server_link_bytes_per_broadcast={:.0}",
         per(link_frames - frames0),

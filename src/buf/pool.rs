@@ -166,6 +166,10 @@ pub struct Pool {
     /// pages it will release at the next.
     trim_wanted: bool,
     classes: Vec<Class>,
+    /// When class `k` holds chunks of exactly `2^(shift + k)` bytes (the
+    /// default classes): `shift`, so a size's class is found by its bit
+    /// length instead of a search.
+    pow2_shift: Option<u32>,
     page_size: usize,
     stats: PoolStats,
     /// Chunks held through [`Shared`] handles.
@@ -197,8 +201,16 @@ impl Pool {
             }
             size = size.saturating_mul(cfg.factor.max(2));
         }
+        let shift = classes[0].size.trailing_zeros();
+        let pow2 = classes.iter().enumerate().all(|(k, c)| {
+            shift
+                .checked_add(k as u32)
+                .and_then(|s| 1usize.checked_shl(s))
+                .is_some_and(|size| size == c.size)
+        });
         Pool {
             pages: Slab::new(),
+            pow2_shift: pow2.then_some(shift),
             classes,
             page_size: cfg.page_size.max(cfg.max_chunk),
             stats: PoolStats::default(),
@@ -278,7 +290,15 @@ impl Pool {
         }
     }
 
+    #[inline]
     fn class_for(&self, min: usize) -> Option<usize> {
+        if let Some(shift) = self.pow2_shift {
+            // The bit length of `min - 1` is the exponent of the smallest
+            // power of two holding `min` bytes.
+            let bits = usize::BITS - (min.max(1) - 1).leading_zeros();
+            let k = bits.saturating_sub(shift) as usize;
+            return (k < self.classes.len()).then_some(k);
+        }
         // Sizes grow strictly, so a binary search finds the first that fits.
         let i = self.classes.partition_point(|c| c.size < min);
         (i < self.classes.len()).then_some(i)
@@ -461,6 +481,39 @@ mod tests {
         assert_eq!(e.bytes, 1 << 46);
         assert!(e.to_string().contains("buffer page"), "{e}");
         assert_eq!(pool.stats(), PoolStats::default());
+    }
+
+    /// The bit-length shortcut and the search agree on every size, for
+    /// power-of-two classes and others.
+    #[test]
+    fn a_size_gets_the_same_class_with_or_without_the_shortcut() {
+        for cfg in [
+            PoolConfig::default(),
+            PoolConfig {
+                min_chunk: 100,
+                max_chunk: 5000,
+                factor: 3,
+                page_size: 1 << 16,
+            },
+            PoolConfig {
+                min_chunk: 64,
+                max_chunk: 3000,
+                factor: 2,
+                page_size: 1 << 16,
+            },
+        ] {
+            let pool = Pool::new(&cfg);
+            let mut searched = Pool::new(&cfg);
+            searched.pow2_shift = None;
+            for min in 0..70_000 {
+                assert_eq!(
+                    pool.class_for(min),
+                    searched.class_for(min),
+                    "{cfg:?} {min}"
+                );
+            }
+        }
+        assert!(Pool::new(&PoolConfig::default()).pow2_shift.is_some());
     }
 
     #[test]

@@ -248,6 +248,7 @@ impl WriteQueue {
             || self.entries.len() + self.entries.iter().filter(|e| shared(e)).count() <= MAX_IOV
     }
 
+    #[inline]
     fn consume(&mut self, pool: &mut Pool, mut n: usize) {
         self.bytes -= n;
         while let Some(front) = self.entries.front_mut() {
