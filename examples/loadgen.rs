@@ -522,14 +522,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 return Err(format!("{outstanding} echoes never came back").into());
             }
         }
-        let timeout = d
-            .poll_timeout(now)
-            .map(|t| t.min(Duration::from_millis(100)));
-        poll.poll(&mut events, timeout.or(Some(Duration::from_millis(100))))?;
-        for ev in events.iter() {
-            d.handle_event(ev);
-        }
-        d.handle_timeout(poll.registry(), Instant::now());
+        turn(&mut poll, &mut events, &mut d, now)?;
         while let Some(ev) = d.poll_event() {
             let now = Instant::now();
             match ev {
@@ -677,6 +670,25 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// One turn of the driver: waits for readiness (at most 100 ms, less if
+/// a timer is due), then reads, runs timers and writes.
+fn turn(
+    poll: &mut Poll,
+    events: &mut Events,
+    d: &mut EndpointDriver,
+    now: Instant,
+) -> io::Result<()> {
+    let timeout = d
+        .poll_timeout(now)
+        .map(|t| t.min(Duration::from_millis(100)));
+    poll.poll(events, timeout.or(Some(Duration::from_millis(100))))?;
+    for ev in events.iter() {
+        d.handle_event(ev);
+    }
+    d.handle_timeout(poll.registry(), Instant::now());
+    Ok(())
+}
+
 /// The broadcast scenario (`--room`): see the module doc.
 fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
     const GROUP: u32 = 1;
@@ -798,14 +810,7 @@ fn room(a: &Args, mode: Fanout) -> Result<(), Box<dyn Error>> {
             pending.insert(next_seq, members.len());
             next_seq += 1;
         }
-        let timeout = d
-            .poll_timeout(now)
-            .map(|t| t.min(Duration::from_millis(100)));
-        poll.poll(&mut events, timeout.or(Some(Duration::from_millis(100))))?;
-        for ev in events.iter() {
-            d.handle_event(ev);
-        }
-        d.handle_timeout(poll.registry(), Instant::now());
+        turn(&mut poll, &mut events, &mut d, now)?;
         while let Some(ev) = d.poll_event() {
             let now = Instant::now();
             match ev {

@@ -346,23 +346,20 @@ pub fn run_ops(ops: &[Op]) -> Stats {
                 peer: i,
                 group,
                 vconns,
-            } => {
-                if let Some(i) = peer(i) {
-                    let mut out = Vec::new();
-                    let targets = picked(&peers[i].vconns, vconns);
-                    wire::encode_join(&mut out, u32::from(group % 4), &targets);
-                    send(&mut peers[i], &out);
-                }
             }
-            Op::Leave {
+            | Op::Leave {
                 peer: i,
                 group,
                 vconns,
             } => {
                 if let Some(i) = peer(i) {
+                    let encode = match op {
+                        Op::Join { .. } => wire::encode_join,
+                        _ => wire::encode_leave,
+                    };
                     let mut out = Vec::new();
                     let targets = picked(&peers[i].vconns, vconns);
-                    wire::encode_leave(&mut out, u32::from(group % 4), &targets);
+                    encode(&mut out, u32::from(group % 4), &targets);
                     send(&mut peers[i], &out);
                 }
             }
