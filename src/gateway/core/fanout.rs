@@ -135,11 +135,15 @@ impl<T: Transport> Core<T> {
                 self.stats.group_sends += 1;
                 let mut members = std::mem::take(&mut self.fan_members);
                 members.clear();
+                // Sorted, so a long except list costs a search per member,
+                // not a scan.
+                self.fan_ids.sort_unstable();
+                let except = &self.fan_ids;
                 members.extend(
                     self.router
                         .groups
                         .members_of(key, group)
-                        .filter(|c| !self.fan_ids.contains(c)),
+                        .filter(|c| except.binary_search(c).is_err()),
                 );
                 for &conn_id in &members {
                     self.deliver(conn_id, shared, off, len - off);
