@@ -396,8 +396,6 @@ impl<T: Transport> Core<T> {
         Flow::Progress
     }
 
-    /// Drops the body of a large frame on a dead vconn as it arrives;
-    /// answers Close once it is all there.
     /// A fan-out command begins: only servers may send one; its message is
     /// gathered in one chunk of its own (counted in the partial-frame
     /// budget until it is taken).
@@ -458,6 +456,8 @@ impl<T: Transport> Core<T> {
         self.apply(key, Input::Group { kind, len }, now)
     }
 
+    /// Drops the body of a large frame on a dead vconn as it arrives;
+    /// answers Close once it is all there.
     fn take_skip(&mut self, key: usize, conn_id: u32, remaining: u32, now: Instant) -> Flow {
         let c = &mut self.conns[key];
         let n = c.rbuf.len().min(remaining as usize);

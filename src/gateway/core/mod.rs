@@ -14,11 +14,15 @@
 //!   partial frame, stage (PROXY, snet, handshake, active, drain) and
 //!   readiness; reading and parsing into typed inputs, one connection at a
 //!   time;
-//! - `router.rs`: the vconn table, conn ID counter and ID maps, and the
-//!   routing rules; it decides, and touches no buffer;
+//! - `router.rs`: the vconn table, conn ID counter and ID maps, the
+//!   servers' groups (`gateway/groups.rs`), and the routing rules; it
+//!   decides, and touches no buffer;
 //! - `dispatch.rs`: hands each input to the router and carries out what it
 //!   decided (the only place one connection's input reaches another's
 //!   output);
+//! - `fanout.rs`: a server's Multicast, Join, Leave and GroupSend, once
+//!   gathered: one shared payload queued to many clients (`docs/protocol.md`
+//!   §10);
 //! - `output.rs`: queues, flow control and flushing; `snet.rs`: snet
 //!   streams opened, resumed and waiting; `timers.rs`: each connection's
 //!   next deadline and what firing it does; `invariants.rs`: the checks

@@ -3,7 +3,9 @@
 //! client ID counter, and applies the routing rules of `docs/protocol.md`
 //! §5 to typed inputs the connection part hands it: where a data frame on
 //! a conn ID goes, what a Dial, a Close or a Ping is answered with, what a
-//! closing connection's vconns become.
+//! closing connection's vconns become. It keeps the groups servers name
+//! (`gateway/groups.rs`): a vconn that goes leaves every group, a server
+//! that goes takes its groups with it.
 //!
 //! It reads and writes no bytes and touches no buffer: what it decides to
 //! tell the peers it puts in an outbox of `(connection, command)` pairs,
