@@ -121,6 +121,19 @@ impl WriteQueue {
         chunk_size: usize,
     ) -> Result<(), PoolError> {
         let len = data.len();
+        // The common case: an empty queue and bytes that fit one chunk.
+        if self.entries.is_empty() && len <= chunk_size && len > 0 {
+            let chunk = pool.get(chunk_size)?;
+            pool.bytes_mut(&chunk)[..len].copy_from_slice(data);
+            self.entries.push_back(Entry {
+                body: Body::Own(chunk),
+                start: 0,
+                end: len as u32,
+                msgs_ending: 0,
+            });
+            self.bytes += len;
+            return Ok(());
+        }
         let entries_before = self.entries.len();
         // Bytes put in the chunk that was the tail before this push.
         let mut into_old_tail = 0;
@@ -273,6 +286,7 @@ impl WriteQueue {
     }
 
     /// Gives every chunk back to `pool`, dropping whatever was queued.
+    #[inline]
     pub fn release(&mut self, pool: &mut Pool) {
         while !self.entries.is_empty() {
             self.pop_front(pool);
