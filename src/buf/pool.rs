@@ -306,7 +306,7 @@ impl Pool {
 
     /// Checks out a chunk of at least `min` bytes; fails only when a new
     /// page is needed and cannot be mapped.
-    #[inline]
+    #[inline(always)]
     pub fn get(&mut self, min: usize) -> Result<Chunk, PoolError> {
         let Some(class) = self.class_for(min) else {
             let page = self.new_page(min, OWN_PAGE)?;
@@ -357,6 +357,7 @@ impl Pool {
     }
 
     /// Gives a chunk back.
+    #[inline]
     pub fn put(&mut self, c: Chunk) {
         let c = std::mem::ManuallyDrop::new(c);
         self.stats.chunks_in_use -= 1;
