@@ -98,6 +98,14 @@ impl Drop for Running {
     }
 }
 
+/// The number after `name` (e.g. `round_trips=`) in a load tool's output.
+fn field(text: &str, name: &str) -> f64 {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(name))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 #[test]
 fn echo_server_client_and_loadgen_run_against_fastway() {
     let dir = std::env::temp_dir().join(format!("uniway-examples-{}", std::process::id()));
@@ -174,12 +182,7 @@ fn echo_server_client_and_loadgen_run_against_fastway() {
         "loadgen failed: {text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let trips: u64 = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("round_trips="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no round_trips in {text}"));
-    assert!(trips > 0, "{text}");
+    assert!(field(&text, "round_trips=") > 0.0, "{text}");
 
     // The room scenario, each way of fanning out: every member gets every
     // broadcast, and a fan-out command is one frame on the server's link.
@@ -213,14 +216,8 @@ fn echo_server_client_and_loadgen_run_against_fastway() {
             "loadgen --room {mode} failed: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let field = |name: &str| -> f64 {
-            text.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in {text}"))
-        };
-        assert!(field("broadcasts=") > 0.0, "{text}");
-        let frames = field("server_link_frames_per_broadcast=");
+        assert!(field(&text, "broadcasts=") > 0.0, "{text}");
+        let frames = field(&text, "server_link_frames_per_broadcast=");
         assert_eq!(frames, if mode == "unicast" { 20.0 } else { 1.0 }, "{text}");
     }
 

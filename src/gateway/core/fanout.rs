@@ -12,7 +12,7 @@
 use super::input::Flow;
 use super::Core;
 use crate::buf::Shared;
-use crate::gateway::stats::{ProtocolError, Stats};
+use crate::gateway::stats::ProtocolError;
 use crate::side::Side;
 use crate::transport::Transport;
 use crate::wire::{header_for, Command, CommandError, GroupCommand, GroupType, FEATURE_GROUPS};
@@ -122,11 +122,9 @@ impl<T: Transport> Core<T> {
                 self.stats.multicasts += 1;
                 let ids = std::mem::take(&mut self.fan_ids);
                 for &conn_id in &ids {
-                    if self.router.vconns.ends(conn_id).is_none() {
+                    if !self.deliver(conn_id, shared, off, len - off) {
                         self.stats.frames_on_dead_vconns += 1;
                         self.outbox.push((key, Command::Close { conn_id }));
-                    } else {
-                        self.deliver(conn_id, shared, off, len - off);
                     }
                 }
                 self.fan_ids = ids;
@@ -160,8 +158,10 @@ impl<T: Transport> Core<T> {
                         .router
                         .groups
                         .join(&self.cfg.groups, key, group, conn_id);
-                    count_join(&mut self.stats, joined.is_ok());
-                    if joined.is_err() {
+                    if joined.is_ok() {
+                        self.stats.group_joins += 1;
+                    } else {
+                        self.stats.group_joins_refused += 1;
                         self.outbox
                             .push((key, Command::JoinRefused { group, conn_id }));
                     }
@@ -182,31 +182,26 @@ impl<T: Transport> Core<T> {
     }
 
     /// Queues `len` bytes at `off` of `shared` as a data frame on
-    /// `conn_id` to its client end (unless that is closing).
-    fn deliver(&mut self, conn_id: u32, shared: &Shared, off: usize, len: usize) {
+    /// `conn_id` to its client end (unless that is closing); false if the
+    /// vconn is gone.
+    fn deliver(&mut self, conn_id: u32, shared: &Shared, off: usize, len: usize) -> bool {
         let Some(ends) = self.router.vconns.ends(conn_id) else {
-            return;
+            return false;
         };
         let dest = ends[Side::Client.index()];
+        // `len` is under MaxPacket, so the Length fits.
         let Some(header) = header_for(conn_id, len) else {
-            return;
+            return true;
         };
         let d = &mut self.conns[dest];
         if d.doomed.is_some() {
-            return;
+            return true;
         }
         d.out
             .push_shared(&mut self.wpool, header.to_bytes(), shared, off, len);
         d.out.end_message();
         self.stats.frames_fanned_out += 1;
         self.mark_dirty(dest);
-    }
-}
-
-fn count_join(stats: &mut Stats, joined: bool) {
-    if joined {
-        stats.group_joins += 1;
-    } else {
-        stats.group_joins_refused += 1;
+        true
     }
 }
