@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 
 fn main() -> ExitCode {
     let dir: PathBuf = std::env::args().nth(1).unwrap_or_else(|| ".".into()).into();
@@ -33,12 +33,20 @@ fn make(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL-based clients (Node, curl) take a certificate
+    // whose issuer is its own subject for a self-signed one.
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "uniway test CA");
     let ca = ca_params.self_signed(&ca_key)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
     params
         .subject_alt_names
         .push(SanType::IpAddress("127.0.0.1".parse()?));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, &ca, &ca_key)?;
     std::fs::write(dir.join("ca.pem"), ca.pem())?;
     std::fs::write(dir.join("cert.pem"), cert.pem())?;
