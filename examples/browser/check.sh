@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Headless Chromium talks to a server through fastway: the page in this
-# folder connects over WebSocket (plain, then WSS), dials the echo server,
-# sends 20 numbered messages and reports PASS or FAIL to a local HTTP
-# server, whose log this script reads. Everything runs on 127.0.0.1 and
-# stops by itself. Installs Debian's chromium if it is missing.
+# folder, on the uniway-client package (clients/js, built here with npm
+# from its lockfile), connects over WebSocket (plain, then WSS), dials
+# examples/script_server, checks 20 numbered echoes, sizes across the
+# WebSocket length forms up to MaxPacket, a dial from the server, a
+# refusal and a close, and reports PASS or FAIL to a local HTTP server,
+# whose log this script reads. Everything runs on 127.0.0.1 and stops by
+# itself. Installs Debian's chromium if it is missing.
 #   bash examples/browser/check.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,7 +21,13 @@ if ! command -v python3 >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 >/dev/null
 fi
 
-cargo build -q --bin fastway --example echo_server --example testcert
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+
+cargo build -q --bin fastway --example script_server --example testcert
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 BIN=$ROOT/target/debug
 WORK=$(mktemp -d)
 PIDS=()
@@ -40,7 +49,6 @@ wait_for() {
 port_of() { sed -E 's/.*127\.0\.0\.1:([0-9]+).*/\1/'; }
 
 "$BIN/examples/testcert" "$WORK/certs" >/dev/null
-cp "$ROOT/examples/browser/index.html" "$WORK/"
 
 (cd "$WORK" && RUST_LOG=info exec "$BIN/fastway" -ClientAddr=127.0.0.1:0 -ServerAddr=127.0.0.1:0 \
   -ServerAuthKey=browser-check -ClientWsAddr=127.0.0.1:0 -ClientWsPath=/play \
@@ -57,22 +65,23 @@ PIDS+=($!)
 TLS_SERVER_PORT=$(wait_for "server listener at" "$WORK/fastway-tls.log" | port_of)
 WSS_PORT=$(wait_for "(WebSocket over TLS)" "$WORK/fastway-tls.log" | port_of)
 
-"$BIN/examples/echo_server" "127.0.0.1:$SERVER_PORT" 1 browser-check >"$WORK/echo.log" 2>&1 &
+"$BIN/examples/script_server" "127.0.0.1:$SERVER_PORT" 1 browser-check >"$WORK/echo.log" 2>&1 &
 PIDS+=($!)
-"$BIN/examples/echo_server" "127.0.0.1:$TLS_SERVER_PORT" 1 browser-check >"$WORK/echo-tls.log" 2>&1 &
+"$BIN/examples/script_server" "127.0.0.1:$TLS_SERVER_PORT" 1 browser-check >"$WORK/echo-tls.log" 2>&1 &
 PIDS+=($!)
 wait_for "registered" "$WORK/echo.log" >/dev/null
 wait_for "registered" "$WORK/echo-tls.log" >/dev/null
 
 HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-(cd "$WORK" && exec python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 2>"$WORK/http.log" >/dev/null) &
+# The repository root, so the page finds the package where it is built.
+(cd "$ROOT" && exec python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 2>"$WORK/http.log" >/dev/null) &
 PIDS+=($!)
 sleep 0.5
 
 run_page() { # name, ws url
   local name=$1 url=$2 profile
   profile=$(mktemp -d -p "$WORK")
-  local page="http://127.0.0.1:$HTTP_PORT/index.html?ws=$url&server=1&count=20&report=/result-$name"
+  local page="http://127.0.0.1:$HTTP_PORT/examples/browser/index.html?ws=$url&server=1&count=20&script=1&report=/result-$name"
   # The test CA is in no browser's trust store: certificate errors are
   # ignored for this throwaway profile only.
   timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
@@ -86,7 +95,7 @@ run_page() { # name, ws url
   kill "$chrome" 2>/dev/null || true
   local line
   line=$(grep -m1 "GET /result-$name?status=" "$WORK/http.log")
-  echo "browser check ($name): ${line#*status=}" | sed 's/ HTTP.*//; s/%20/ /g'
+  echo "browser check ($name): ${line#*status=}" | sed 's/ HTTP.*//; s/%20/ /g; s/%2C/,/g'
   grep -q "status=PASS" <<<"$line"
 }
 
